@@ -1,0 +1,44 @@
+"""``memunlearn run``: the main job (train or reuse, forget, oracle, every method, report)."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from ..experiment import DEFAULT_METHODS, RunConfig, run_experiment
+from ..report import print_results
+from .common import add_data_options, default_out_dir, parse_assignments, parse_list
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="train (or reuse) a model, unlearn a forget set with several methods, score them against the oracle",
+        description="Train or reuse the original model and the oracle, run every method, print a table and "
+        "write results.json. Example: memunlearn run --dataset fashion-mnist --forget classes:0,6 --seeds 3",
+    )
+    add_data_options(parser)
+    parser.add_argument("--forget", default="iid:0.1",
+                        help="iid[:FRAC] (default iid:0.1), classes:C1,C2[:FRAC], full-class:C, mislabeled[:FRAC], indices:FILE")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated method names")
+    parser.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE", help="a method hyperparameter (repeatable)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument("--seeds", type=int, default=1, help="number of seeds, each with its own oracle (default 1)")
+    parser.add_argument("--out", help="output directory (default runs/<timestamp>)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = RunConfig(
+        dataset=args.dataset, data_dir=args.data_dir, model=args.model, width=args.width, forget=args.forget,
+        methods=parse_list(args.methods), seed=args.seed, seeds=args.seeds, epochs=args.epochs,
+        train_subset=args.train_subset, hparams=parse_assignments(args.set), device=args.device,
+        fast=args.fast, cache_dir=args.cache_dir,
+    )
+    console = Console(stderr=True)
+    out_dir = args.out or default_out_dir()
+    results = run_experiment(config, out_dir, log=lambda line: console.print(f"[dim]{line}[/dim]"))
+    print_results(results)
+    print(f"results written to {out_dir}/results.json")
+    return 0

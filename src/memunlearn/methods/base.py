@@ -1,0 +1,206 @@
+"""Machinery every unlearning method shares: masks as hard constraints, steps, cost records.
+
+A mask is a mapping from parameter name to a boolean tensor of the parameter's shape
+(``memunlearn.localization.Mask`` is one). Masking the gradient alone is not enough:
+momentum and weight decay would still move "frozen" entries. So after every optimizer step the
+frozen entries are copied back from the original model, which keeps them bitwise identical.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from ..data.core import Examples
+from ..errors import CheckpointError
+from ..models import classifier_parameter_names
+from ..training import check_finite, cosine_lr, get_device
+
+
+@dataclass
+class Cost:
+    """What an unlearning run cost and how much of the model it touched."""
+
+    wall_time: float = 0.0
+    steps: int = 0
+    examples: int = 0
+    params_changed: int = 0
+    params_changed_fraction: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class UnlearnResult:
+    model: nn.Module
+    method: str
+    cost: Cost
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+
+def validate_mask(mask: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """Check that ``mask`` has a boolean tensor of the right shape for every parameter.
+
+    Raises:
+        CheckpointError: names or shapes that do not fit the model.
+    """
+    params = dict(model.named_parameters())
+    missing = sorted(set(params) - set(mask))
+    unexpected = sorted(set(mask) - set(params))
+    wrong = [n for n in params if n in mask and tuple(mask[n].shape) != tuple(params[n].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"no entry for {missing[:3]}{'...' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(f"unknown parameters {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
+        if wrong:
+            n = wrong[0]
+            parts.append(f"{n} has shape {tuple(mask[n].shape)}, the model's is {tuple(params[n].shape)}")
+        raise CheckpointError(
+            f"the mask does not fit the model: {'; '.join(parts)}; compute it with `memunlearn localize` for this model"
+        )
+    return {n: mask[n].to(torch.bool) for n in params}
+
+
+class UnlearningRun:
+    """A working copy of the model plus the bookkeeping a method needs.
+
+    Args:
+        name: the method's name (used in divergence errors).
+        original: the model to unlearn from; it is never modified.
+        mask: optional hard constraint; only entries where it is True may change.
+        always_trainable: parameter names trainable in full regardless of the mask
+            (DEL's classifier).
+        device: where to compute; ``auto`` picks CUDA when present.
+        seed: seeds torch's RNG and the data order.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        original: nn.Module,
+        mask: Mapping[str, Tensor] | None = None,
+        always_trainable: tuple[str, ...] = (),
+        device: str | torch.device | None = "auto",
+        seed: int = 0,
+    ):
+        self.name = name
+        self.device = get_device(device)
+        torch.manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.model = copy.deepcopy(original).to(self.device)
+        self.original_state = {n: p.detach().clone() for n, p in self.model.named_parameters()}
+        self.steps = 0
+        self.examples = 0
+        self._start = time.perf_counter()
+        self.allowed: dict[str, Tensor] | None = None
+        if mask is not None:
+            allowed = validate_mask(mask, self.model)
+            for n in always_trainable:
+                allowed[n] = torch.ones_like(allowed[n])
+            self.allowed = {n: m.to(self.device) for n, m in allowed.items()}
+            for n, p in self.model.named_parameters():
+                p.requires_grad_(bool(self.allowed[n].any()))
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def sgd(self, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> torch.optim.SGD:
+        return torch.optim.SGD(self.trainable_parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+    def step(self, optimizer: torch.optim.Optimizer, loss: Tensor, batch_examples: int) -> None:
+        """One gradient step on ``loss``, then re-impose the mask; stops on a non-finite loss."""
+        check_finite(loss, self.name, self.steps)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        self.enforce_mask()
+        self.steps += 1
+        self.examples += batch_examples
+
+    @torch.no_grad()
+    def enforce_mask(self) -> None:
+        """Copy frozen entries back from the original: bitwise identical whatever the optimizer did."""
+        if self.allowed is None:
+            return
+        for n, p in self.model.named_parameters():
+            allowed = self.allowed[n]
+            if p.requires_grad and not bool(allowed.all()):
+                p.copy_(torch.where(allowed, p, self.original_state[n]))
+
+    def batches(self, examples: Examples, batch_size: int, shuffle: bool = True) -> Iterator[tuple[Tensor, Tensor]]:
+        for x, y in examples.batches(batch_size, shuffle=shuffle, generator=self.generator):
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def endless_batches(self, examples: Examples, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches of ``examples``, reshuffled and cycled forever (for forget batches)."""
+        for _ in itertools.count():
+            yield from self.batches(examples, batch_size)
+
+    def cosine(self, optimizer: torch.optim.Optimizer, base_lr: float, step: int, total: int, final: float = 0.0) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(base_lr, step, total, final)
+
+    def finish(self, hparams: dict[str, Any]) -> UnlearnResult:
+        """Measure what changed and package the result (model in eval mode, on the CPU)."""
+        wall = time.perf_counter() - self._start
+        changed = total = 0
+        with torch.no_grad():
+            for n, p in self.model.named_parameters():
+                changed += int((p != self.original_state[n]).sum())
+                total += p.numel()
+        self.model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        cost = Cost(wall, self.steps, self.examples, changed, changed / max(total, 1))
+        return UnlearnResult(self.model.cpu(), self.name, cost, hparams)
+
+
+def train_epochs_ce(
+    run: UnlearningRun,
+    examples: Examples,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    momentum: float,
+    weight_decay: float,
+    final_lr_fraction: float = 0.0,
+    extra_loss=None,
+) -> None:
+    """Cross-entropy training of ``run.model`` on ``examples`` with a cosine schedule.
+
+    ``extra_loss(step, total_steps)``, if given, is added to each batch's loss (e.g. an L1 term).
+    """
+    optimizer = run.sgd(lr, momentum, weight_decay)
+    total = epochs * math.ceil(len(examples) / batch_size)
+    step = 0
+    run.model.train()
+    for _ in range(epochs):
+        for x, y in run.batches(examples, batch_size):
+            run.cosine(optimizer, lr, step, total, final_lr_fraction)
+            loss = nn.functional.cross_entropy(run.model(x), y)
+            if extra_loss is not None:
+                loss = loss + extra_loss(step, total)
+            run.step(optimizer, loss, len(y))
+            step += 1
+
+
+def classifier_names(model: nn.Module) -> tuple[str, ...]:
+    return tuple(classifier_parameter_names(model))
+
+
+def number_of_classes(model: nn.Module, examples: Examples) -> int:
+    """The model's output width, read from one forward pass."""
+    model.eval()
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        return int(model(examples.x[:1].to(device)).shape[1])

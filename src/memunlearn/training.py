@@ -1,0 +1,282 @@
+"""Seeded SGD training with per-example training dynamics.
+
+While it trains, :func:`train` keeps, for every training example and epoch, the true-label
+probability, the max probability, the predictive entropy and whether the prediction was correct,
+read off the forward pass it makes anyway. Memorization proxies are computed from these later
+at no extra pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .data.core import Examples
+from .errors import ConfigError, DivergedError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained: SGD with momentum and a cosine schedule.
+
+    ``fast`` turns on the CPU fast path (channels_last, and bf16 autocast where the CPU has
+    native bf16); it changes numerics slightly, so it is off by default.
+    """
+
+    epochs: int = 30
+    lr: float = 0.05
+    batch_size: int = 64
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    final_lr_fraction: float = 0.0
+    seed: int = 0
+    fast: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.lr <= 0 or self.batch_size <= 0:
+            raise ConfigError(
+                f"invalid training config: epochs={self.epochs}, lr={self.lr}, batch_size={self.batch_size}"
+            )
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A dataset's default model and training config (fits the training set, as in the papers)."""
+
+    model: str
+    width: int
+    train: TrainConfig
+
+
+# Chosen so the original model reaches ~100% training accuracy: only then is something memorized.
+RECIPES: dict[str, Recipe] = {
+    "digits": Recipe("cnn", 16, TrainConfig(epochs=20, lr=0.05, batch_size=64)),
+    "fashion-mnist": Recipe("cnn", 32, TrainConfig(epochs=20, lr=0.05, batch_size=128)),
+    "mnist": Recipe("cnn", 32, TrainConfig(epochs=15, lr=0.05, batch_size=128)),
+    "cifar10": Recipe("resnet18", 64, TrainConfig(epochs=50, lr=0.1, batch_size=128)),
+    "cifar100": Recipe("resnet18", 64, TrainConfig(epochs=50, lr=0.1, batch_size=128)),
+    "svhn": Recipe("vit", 128, TrainConfig(epochs=30, lr=0.05, batch_size=128)),
+    "npz": Recipe("cnn", 32, TrainConfig(epochs=20, lr=0.05, batch_size=64)),
+}
+
+
+def recipe_for(dataset_name: str) -> Recipe:
+    return RECIPES.get(dataset_name, RECIPES["npz"])
+
+
+@dataclass
+class TrainingDynamics:
+    """Per-epoch, per-example records from training forward passes, each [epochs, n]."""
+
+    true_prob: np.ndarray
+    max_prob: np.ndarray
+    entropy: np.ndarray
+    correct: np.ndarray
+
+    @classmethod
+    def empty(cls, epochs: int, n: int) -> "TrainingDynamics":
+        f = lambda: np.zeros((epochs, n), dtype=np.float32)  # noqa: E731
+        return cls(f(), f(), f(), np.zeros((epochs, n), dtype=bool))
+
+    def record(self, epoch: int, index: Tensor, logits: Tensor, labels: Tensor) -> None:
+        with torch.no_grad():
+            probs = torch.softmax(logits.detach().float(), dim=1)
+            i = index.numpy()
+            self.true_prob[epoch, i] = probs.gather(1, labels[:, None]).squeeze(1).cpu().numpy()
+            self.max_prob[epoch, i] = probs.max(dim=1).values.cpu().numpy()
+            self.entropy[epoch, i] = (-(probs * torch.log(probs.clamp_min(1e-12))).sum(1)).cpu().numpy()
+            self.correct[epoch, i] = (probs.argmax(1) == labels).cpu().numpy()
+
+    def as_tensors(self) -> dict[str, Tensor]:
+        return {
+            "dynamics.true_prob": torch.from_numpy(self.true_prob),
+            "dynamics.max_prob": torch.from_numpy(self.max_prob),
+            "dynamics.entropy": torch.from_numpy(self.entropy),
+            "dynamics.correct": torch.from_numpy(self.correct.astype(np.uint8)),
+        }
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Tensor]) -> "TrainingDynamics | None":
+        if "dynamics.true_prob" not in tensors:
+            return None
+        return cls(
+            tensors["dynamics.true_prob"].numpy(),
+            tensors["dynamics.max_prob"].numpy(),
+            tensors["dynamics.entropy"].numpy(),
+            tensors["dynamics.correct"].numpy().astype(bool),
+        )
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    dynamics: TrainingDynamics | None
+    wall_time: float
+    steps: int
+    examples_seen: int
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+
+def get_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` (or None) picks CUDA when available, else the CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but CUDA is not available; use --device cpu")
+    return resolved
+
+
+def cpu_has_native_bf16() -> bool:
+    capability = torch.backends.cpu.get_cpu_capability().lower()
+    return "amx" in capability or "bf16" in capability
+
+
+def autocast_context(device: torch.device, fast: bool):
+    """bf16 autocast for the fast path (CUDA always; CPU only where bf16 is native)."""
+    if fast and (device.type == "cuda" or cpu_has_native_bf16()):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def cosine_lr(base_lr: float, step: int, total_steps: int, final_fraction: float) -> float:
+    """Cosine annealing from ``base_lr`` to ``final_fraction * base_lr`` over ``total_steps``."""
+    if total_steps <= 1:
+        return base_lr
+    progress = min(step / (total_steps - 1), 1.0)
+    floor = final_fraction * base_lr
+    return floor + 0.5 * (base_lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def check_finite(loss: Tensor, what: str, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise DivergedError(what, step, float(loss.detach()))
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global RNG and return a generator for data order."""
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def train(
+    model: nn.Module,
+    examples: Examples,
+    config: TrainConfig = TrainConfig(),
+    device: str | torch.device | None = "auto",
+    record_dynamics: bool = True,
+    progress: bool = False,
+    description: str = "training",
+) -> TrainResult:
+    """Train ``model`` in place on ``examples`` with seeded SGD + momentum + cosine schedule.
+
+    Args:
+        model: any classifier; it is moved to ``device``.
+        examples: the training examples (index i of the dynamics = example i here).
+        config: epochs, learning rate, batch size, momentum, weight decay, seed, fast path.
+        device: ``auto`` picks CUDA when present.
+        record_dynamics: keep per-example training dynamics (see :class:`TrainingDynamics`).
+        progress: show a progress bar.
+        description: name used in the progress bar and in a divergence error.
+
+    Returns:
+        A :class:`TrainResult` with the trained model (in eval mode), its dynamics and its cost.
+
+    Raises:
+        DivergedError: the loss became NaN or infinite.
+
+    Example:
+        >>> from memunlearn import load_dataset, build_model  # doctest: +SKIP
+        >>> data = load_dataset("digits")  # doctest: +SKIP
+        >>> result = train(build_model("cnn", 1, 10, image_size=8, seed=0), data.train)  # doctest: +SKIP
+    """
+    device = get_device(device)
+    generator = seed_everything(config.seed)
+    model.to(device)
+    if config.fast:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    steps_per_epoch = math.ceil(len(examples) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    dynamics = TrainingDynamics.empty(config.epochs, len(examples)) if record_dynamics else None
+    loss_fn = nn.CrossEntropyLoss()
+    step = 0
+    start = time.perf_counter()
+    with progress_bar(progress, description, total_steps) as advance:
+        for epoch in range(config.epochs):
+            model.train()
+            for x, y, index in examples.batches(config.batch_size, shuffle=True, generator=generator, with_index=True):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if config.fast:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                for group in optimizer.param_groups:
+                    group["lr"] = cosine_lr(config.lr, step, total_steps, config.final_lr_fraction)
+                with autocast_context(device, config.fast):
+                    logits = model(x)
+                    loss = loss_fn(logits.float(), y)
+                check_finite(loss, description, step)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if dynamics is not None:
+                    dynamics.record(epoch, index, logits, y)
+                step += 1
+                advance()
+    model.eval()
+    if config.fast:
+        model.to(memory_format=torch.contiguous_format)
+    return TrainResult(model, dynamics, time.perf_counter() - start, step, step and len(examples) * config.epochs, config)
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool, description: str, total: int):
+    """A rich progress bar when ``enabled``; yields a function that advances it by one."""
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, examples: Examples, device: str | torch.device | None = "auto", batch_size: int = 1024
+) -> Tensor:
+    """Eval-mode logits for every example, on the CPU, float32."""
+    device = get_device(device)
+    was_training = model.training
+    model.eval().to(device)
+    outputs = [model(x.to(device)).float().cpu() for x, _ in examples.batches(batch_size)]
+    model.train(was_training)
+    return torch.cat(outputs) if outputs else torch.zeros(0)
+
+
+def accuracy(model: nn.Module, examples: Examples, device: str | torch.device | None = "auto") -> float:
+    """Fraction of ``examples`` the model classifies correctly (eval mode)."""
+    if len(examples) == 0:
+        return float("nan")
+    logits = predict_logits(model, examples, device)
+    return float((logits.argmax(1) == examples.y).float().mean())
+
+
+def with_epochs(config: TrainConfig, epochs: int | None) -> TrainConfig:
+    return config if epochs is None else replace(config, epochs=epochs)

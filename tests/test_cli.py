@@ -1,0 +1,107 @@
+"""The command line end to end, and its handling of bad input (exit 2, one line, nothing written)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from memunlearn.cli import main
+
+TINY = ["--epochs", "4", "--set", "finetune.epochs=1", "--set", "neggrad+.epochs=1", "--set", "random-label.epochs=1"]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "memunlearn", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
+
+
+def test_run_end_to_end_tiny(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "--device", "cpu", *TINY]) == 0
+    printed = capsys.readouterr().out
+    for method in ("finetune", "neggrad+", "random-label", "oracle"):
+        assert method in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["dataset"] == "digits"
+    assert results["seeds"] == [0]
+    assert set(results["summary"]["methods"]) == {"finetune", "neggrad+", "random-label"}
+    assert results["versions"]["torch"]
+    indices = (out / "forget_indices_seed0.txt").read_text().split()
+    assert len(indices) == results["per_seed"][0]["forget_size"] == round(0.1 * results["dataset"]["n_train"])
+    row = results["per_seed"][0]["methods"]["finetune"]
+    assert row["status"] == "ok" and 0 <= row["vs_oracle"]["tow"] <= 1
+    assert row["time_fraction"] > 0
+
+
+def strip_timings(value):
+    if isinstance(value, dict):
+        return {k: strip_timings(v) for k, v in value.items() if "time" not in k}
+    if isinstance(value, list):
+        return [strip_timings(v) for v in value]
+    return value
+
+
+def test_same_seed_gives_identical_results(tmp_path, monkeypatch):
+    """Two runs with separate caches (so both really train) agree on every number but timings."""
+    payloads = []
+    for name in ("a", "b"):
+        monkeypatch.setenv("MEMUNLEARN_CACHE", str(tmp_path / f"cache-{name}"))
+        assert main(["run", "--out", str(tmp_path / name), "--device", "cpu", "--methods", "finetune,neggrad+", *TINY[:6]]) == 0
+        payloads.append(strip_timings(json.loads((tmp_path / name / "results.json").read_text())))
+    assert payloads[0]["per_seed"] == payloads[1]["per_seed"]
+    assert payloads[0]["summary"] == payloads[1]["summary"]
+
+
+def test_seeds_give_intervals(tmp_path):
+    out = tmp_path / "seeds"
+    assert main(["run", "--out", str(out), "--device", "cpu", "--seeds", "2", "--methods", "finetune", *TINY[:4]]) == 0
+    results = json.loads((out / "results.json").read_text())
+    stat = results["summary"]["methods"]["finetune"]["tow"]
+    assert stat["n"] == 2 and stat["half_width"] == stat["half_width"]  # not NaN
+    assert (out / "forget_indices_seed1.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "imagenet"], "unknown dataset 'imagenet'; known: "),
+        (["--model", "vgg"], "unknown model 'vgg'; known: cnn, resnet18, vit"),
+        (["--methods", "finetune,bogus"], "unknown method 'bogus'; known: "),
+        (["--forget", "iid:2"], "fraction must be in (0, 1)"),
+        (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent/dir"], "/nonexistent/dir"),
+        (["--set", "finetune.lrr=1"], "no hyperparameter(s) ['lrr']"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
+    out = tmp_path / "never"
+    result = run_cli("run", "--out", str(out), *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (out / "results.json").exists()
+
+
+def test_bad_forget_indices_exit_2_and_keep_earlier_results(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.json").write_text('{"earlier": true}')
+    for content, message in [("1\n1\n", "duplicated indices [1]"), ("99999\n", "out of range"), ("a\n", "non-integer"),
+                             ("", "empty")]:
+        index_file = tmp_path / "forget.txt"
+        index_file.write_text(content)
+        result = run_cli("run", "--out", str(out), "--forget", f"indices:{index_file}")
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert json.loads((out / "results.json").read_text()) == {"earlier": True}
+
+
+def test_diverging_method_is_recorded_not_scored(tmp_path):
+    out = tmp_path / "div"
+    assert main(["run", "--out", str(out), "--device", "cpu", "--methods", "neggrad+,finetune", "--epochs", "4",
+                 "--set", "neggrad+.lr=1e6", "--set", "neggrad+.beta=0.0", "--set", "finetune.epochs=1"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    entry = results["per_seed"][0]["methods"]["neggrad+"]
+    assert entry["status"] == "diverged" and "metrics" not in entry and "diverged" in entry["error"]
+    assert results["summary"]["methods"]["neggrad+"]["seeds_ok"] == 0
+    assert results["per_seed"][0]["methods"]["finetune"]["status"] == "ok"

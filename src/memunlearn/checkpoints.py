@@ -19,17 +19,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .errors import CheckpointError
-from .io import atomic_path
+from .io import atomic_path, cache_root  # noqa: F401  (cache_root re-exported)
 
 STATE_PREFIX = "state."
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir`` if given, else ``$MEMUNLEARN_CACHE``, else ``~/.cache/memunlearn``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("MEMUNLEARN_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "memunlearn"
 
 
 def artefact_key(**parts: Any) -> str:

@@ -10,6 +10,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where artefacts are cached: ``cache_dir``, else ``$MEMUNLEARN_CACHE``, else ``~/.cache/memunlearn``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("MEMUNLEARN_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "memunlearn"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.

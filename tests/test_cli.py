@@ -8,7 +8,7 @@ import pytest
 
 from memunlearn.cli import main
 
-TINY = ["--epochs", "4", "--set", "finetune.epochs=1", "--set", "neggrad+.epochs=1", "--set", "random-label.epochs=1"]
+TINY = ["--epochs", "4", "--methods", "finetune,neggrad+,random-label", "--set", "finetune.epochs=1", "--set", "neggrad+.epochs=1", "--set", "random-label.epochs=1"]
 
 
 def run_cli(*args, cwd=None):
@@ -48,7 +48,7 @@ def test_same_seed_gives_identical_results(tmp_path, monkeypatch):
     payloads = []
     for name in ("a", "b"):
         monkeypatch.setenv("MEMUNLEARN_CACHE", str(tmp_path / f"cache-{name}"))
-        assert main(["run", "--out", str(tmp_path / name), "--device", "cpu", "--methods", "finetune,neggrad+", *TINY[:6]]) == 0
+        assert main(["run", "--out", str(tmp_path / name), "--device", "cpu", *TINY[:2], "--methods", "finetune,neggrad+", *TINY[4:8]]) == 0
         payloads.append(strip_timings(json.loads((tmp_path / name / "results.json").read_text())))
     assert payloads[0]["per_seed"] == payloads[1]["per_seed"]
     assert payloads[0]["summary"] == payloads[1]["summary"]
@@ -56,7 +56,7 @@ def test_same_seed_gives_identical_results(tmp_path, monkeypatch):
 
 def test_seeds_give_intervals(tmp_path):
     out = tmp_path / "seeds"
-    assert main(["run", "--out", str(out), "--device", "cpu", "--seeds", "2", "--methods", "finetune", *TINY[:4]]) == 0
+    assert main(["run", "--out", str(out), "--device", "cpu", "--seeds", "2", *TINY[:2], "--methods", "finetune", *TINY[4:6]]) == 0
     results = json.loads((out / "results.json").read_text())
     stat = results["summary"]["methods"]["finetune"]["tow"]
     assert stat["n"] == 2 and stat["half_width"] == stat["half_width"]  # not NaN
@@ -105,3 +105,16 @@ def test_diverging_method_is_recorded_not_scored(tmp_path):
     assert entry["status"] == "diverged" and "metrics" not in entry and "diverged" in entry["error"]
     assert results["summary"]["methods"]["neggrad+"]["seeds_ok"] == 0
     assert results["per_seed"][0]["methods"]["finetune"]["status"] == "ok"
+
+
+def test_train_writes_a_loadable_checkpoint(tmp_path):
+    from memunlearn.checkpoints import load_model
+
+    path = tmp_path / "model.safetensors"
+    assert main(["train", "--out", str(path), "--epochs", "2", "--device", "cpu", "--width", "4"]) == 0
+    model, extra, metadata = load_model(path)
+    assert metadata["dataset"] == "digits" and metadata["model"] == "cnn" and metadata["width"] == 4
+    assert extra["dynamics.true_prob"].shape[0] == 2  # per-epoch dynamics travel with the model
+    result = run_cli("train", "--out", str(path), "--model", "nope")
+    assert result.returncode == 2 and "unknown model" in result.stderr
+    assert load_model(path)[2]["width"] == 4, "a failed train must not overwrite the checkpoint"

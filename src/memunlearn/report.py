@@ -37,7 +37,13 @@ def results_table(results: dict[str, Any]) -> Table:
         f"{results['dataset']['name']} · {results['setting']['model']} · forget {results['forget_set']['rule']} · "
         f"{seeds} seed{'s' if seeds > 1 else ''} (accuracies in %; ToW 1 = oracle)"
     )
-    table = Table(title=title)
+    train_acc = [r["original"]["train_accuracy"] for r in results["per_seed"]]
+    caption = f"original model's training accuracy: {100 * min(train_acc):.1f}%"
+    if len(train_acc) > 1:
+        caption = f"original model's training accuracy: {100 * min(train_acc):.1f}–{100 * max(train_acc):.1f}%"
+    if min(train_acc) < 0.98:
+        caption += " (below ~100%: little is memorized, so plain finetuning can look deceptively good)"
+    table = Table(title=title, caption=caption)
     table.add_column("Method")
     for label, _, _ in COLUMNS:
         table.add_column(label, justify="right")

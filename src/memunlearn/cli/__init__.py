@@ -14,8 +14,10 @@ from .. import __version__
 from ..errors import MemunlearnError
 from . import run as run_command
 from . import train as train_command
+from . import localize as localize_command
+from . import unlearn as unlearn_command
 
-COMMANDS = [run_command, train_command]
+COMMANDS = [run_command, train_command, localize_command, unlearn_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

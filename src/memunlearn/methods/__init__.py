@@ -87,7 +87,7 @@ def unlearn(
 
 
 # Importing the method modules registers them, in the order `memunlearn run` lists them.
-from . import finetune, neggrad_plus, random_label  # noqa: E402,F401
+from . import retrain, finetune, neggrad, neggrad_plus, random_label, l1_sparse, salun, scrub, ssd, del_method  # noqa: E402,F401,I001
 
 __all__ = [
     "Cost", "UnlearnResult", "UnlearningRun", "available_methods", "get_method",

@@ -27,7 +27,9 @@ from .methods import get_method, method_defaults, unlearn
 from .models import build_model
 from .training import TrainConfig, TrainingDynamics, accuracy, get_device, recipe_for, train, with_epochs
 
-DEFAULT_METHODS = ("finetune", "neggrad+", "random-label")
+DEFAULT_METHODS = (
+    "retrain", "finetune", "neggrad", "neggrad+", "random-label", "l1-sparse", "salun", "scrub", "ssd", "del",
+)
 METRIC_NAMES = ("acc_forget", "acc_retain", "acc_test", "mia_efficacy", "loss_mia_auc")
 
 
@@ -49,6 +51,8 @@ class RunConfig:
     device: str = "auto"
     fast: bool = False
     cache_dir: str | None = None
+    # RUM entries (rum:..., rum-f:...) cut a forget set without stored partitions into tertiles of this score
+    rum_score: str = "confidence"
 
     def seed_list(self) -> list[int]:
         return [self.seed + i for i in range(self.seeds)]
@@ -61,10 +65,19 @@ class RunConfig:
     def validate(self) -> None:
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
+        from .rum import check_pipeline, check_score_source, methods_in_entry, needs_scores, parse_entry
+
         for method in self.methods:
-            get_method(method)
+            pipeline = parse_entry(method)  # RUM entries: VARIANT:METHOD[:METHOD...]
+            if pipeline is None:
+                get_method(method)
+            else:
+                check_pipeline(*pipeline)
+        if needs_scores(self.methods):
+            check_score_source(self.rum_score)
+        methods_run = {m for entry in self.methods for m in methods_in_entry(entry)}
         for method, values in self.hparams.items():
-            if method not in self.methods:
+            if method not in methods_run:
                 raise ConfigError(f"hyperparameters given for {method!r}, which is not among the methods run")
             unknown = sorted(set(values) - set(method_defaults(method)))
             if unknown:
@@ -161,10 +174,31 @@ def run_seed(config: RunConfig, setting: Setting, seed: int, log: Callable[[str]
         "wall_time": original_time, "train_accuracy": accuracy(original, dataset.train, setting.device),
     }
     row["methods"] = {}
+    from .rum import RunPartitions, methods_in_entry, parse_entry, run_entry
+
+    def scores_for(source: str) -> np.ndarray:
+        from .memorization import memorization_scores
+
+        log(f"seed {seed}: RUM partitions from tertiles of {source} scores")
+        return memorization_scores(source, dataset, original, trained["dynamics"], device=str(setting.device),
+                                   cache_dir=config.cache_dir, seed=seed)
+
+    # RUM entries share one refinement of the forget set per seed (computed only if an entry needs it)
+    rum_partitions = RunPartitions(forget_set, config.rum_score, scores_for)
     for method in config.methods:
         hparams = {**config.hparams.get(method, {}), "seed": seed, "device": str(setting.device)}
+        step_hparams = {m: dict(config.hparams.get(m, {})) for m in methods_in_entry(method)}
+        if method == "retrain" or "retrain" in step_hparams:  # retrain = the oracle's recipe unless set
+            recipe = setting.train_config
+            for key in ("epochs", "lr", "batch_size", "momentum", "weight_decay", "final_lr_fraction"):
+                hparams.setdefault(key, getattr(recipe, key))
+                step_hparams.get("retrain", {}).setdefault(key, getattr(recipe, key))
         try:
-            result = unlearn(method, original, forget, retain, **hparams)
+            if parse_entry(method) is not None:
+                result = run_entry(method, original, dataset.train, rum_partitions, hparams=step_hparams,
+                                   seed=seed, device=str(setting.device))
+            else:
+                result = unlearn(method, original, forget, retain, **hparams)
         except DivergedError as exc:
             log(f"seed {seed}: {method} diverged ({exc})")
             row["methods"][method] = {"status": "diverged", "error": str(exc), "hparams": hparams}
@@ -173,9 +207,14 @@ def run_seed(config: RunConfig, setting: Setting, seed: int, log: Callable[[str]
         row["methods"][method] = {
             "status": "ok", "metrics": metrics, "vs_oracle": compare_to_oracle(metrics, oracle_metrics),
             "cost": result.cost.to_dict(), "time_fraction": result.cost.wall_time / oracle_time,
-            "hparams": {**method_defaults(method), **result.hparams, "seed": seed},
+            "hparams": {**(method_defaults(method) if parse_entry(method) is None else {}), **result.hparams,
+                        "seed": seed},
         }
+        if parse_entry(method) is not None:
+            row["methods"][method]["steps"] = result.step_records
         log(f"seed {seed}: {method} done in {result.cost.wall_time:.1f}s")
+    if rum_partitions.description is not None:
+        row["rum"] = rum_partitions.description  # partition sizes and the score they came from
     return row, forget_set
 
 
@@ -265,3 +304,6 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, log: Ca
             forget_set.save(out_dir, stem=f"forget_indices_seed{forget_set.seed}")
         write_json(out_dir / "results.json", results)
     return results
+
+
+from . import memorization as _memorization  # noqa: E402,F401  registers forget kinds

@@ -16,8 +16,10 @@ from . import run as run_command
 from . import train as train_command
 from . import localize as localize_command
 from . import unlearn as unlearn_command
+from . import memorization as memorization_command
+from . import rum as rum_command
 
-COMMANDS = [run_command, train_command, localize_command, unlearn_command]
+COMMANDS = [run_command, train_command, localize_command, unlearn_command, memorization_command, rum_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,12 @@ def add_parser(subparsers) -> None:
     add_data_options(parser)
     parser.add_argument("--forget", default="iid:0.1",
                         help="iid[:FRAC] (default iid:0.1), classes:C1,C2[:FRAC], full-class:C, mislabeled[:FRAC], indices:FILE")
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated method names")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help="comma-separated method names; RUM pipelines as VARIANT:METHOD[:METHOD...], e.g. "
+                        "rum:none:finetune:salun, rum-f:finetune, shuffle:finetune, vanilla:finetune")
+    parser.add_argument("--rum-score", default="confidence",
+                        help="score whose tertiles split the forget set for rum/rum-f entries: exact, a proxy "
+                        "(default confidence) or FILE.npy (a memorization:mix forget set uses its own parts)")
     parser.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE", help="a method hyperparameter (repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds, each with its own oracle (default 1)")
@@ -34,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset, data_dir=args.data_dir, model=args.model, width=args.width, forget=args.forget,
         methods=parse_list(args.methods), seed=args.seed, seeds=args.seeds, epochs=args.epochs,
         train_subset=args.train_subset, hparams=parse_assignments(args.set), device=args.device,
-        fast=args.fast, cache_dir=args.cache_dir,
+        fast=args.fast, cache_dir=args.cache_dir, rum_score=args.rum_score,
     )
     console = Console(stderr=True)
     out_dir = args.out or default_out_dir()

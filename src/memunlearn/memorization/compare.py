@@ -1,0 +1,89 @@
+"""Proxy quality against exact scores: Spearman ρ raw and corrected for the pool's reliability.
+
+Example:
+    >>> rows = compare_proxies(exact, half_rho, {"confidence": result}, pool_seconds)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from .estimator import disattenuate, spearman, spearman_brown
+from .proxies import ProxyResult
+from .selection import select_by_memorization
+
+
+def top_overlap(proxy_scores: np.ndarray, exact_scores: np.ndarray, fraction: float = 0.1) -> float:
+    """Share of the exact top set that the proxy's own top set (same size) recovers.
+
+    The top set is the ``fraction`` highest exact scores, but never more than the number of
+    examples whose exact score is above the median: exact scores are often tied (on easy data
+    most are exactly 0), and a tied block, ordered only by index, would make two rankings
+    "agree" by their shared tie-breaking rather than by their scores. NaN if no exact score is
+    above the median.
+
+    Example:
+        >>> top_overlap(np.array([4.0, 3, 2, 1, 0]), np.array([0.9, 0.1, 0.8, 0, 0]), fraction=0.4)
+        0.5
+    """
+    finite = np.isfinite(exact_scores) & np.isfinite(proxy_scores)
+    exact = np.where(finite, exact_scores, np.nan)
+    proxy = np.where(finite, proxy_scores, np.nan)
+    above_median = int((exact[finite] > np.median(exact[finite])).sum()) if finite.any() else 0
+    size = min(max(1, int(round(fraction * finite.sum()))), above_median)
+    if size == 0:
+        return float("nan")
+    chosen_exact = select_by_memorization(exact, "high", size)
+    chosen_proxy = select_by_memorization(proxy, "high", size)
+    return len(np.intersect1d(chosen_exact, chosen_proxy)) / size
+
+
+def compare_proxies(
+    exact_scores: np.ndarray,
+    split_half: float,
+    proxies: Mapping[str, ProxyResult],
+    pool_seconds: float,
+    top_fraction: float = 0.1,
+) -> dict[str, Any]:
+    """Spearman ρ of each proxy against the exact scores, raw and reliability-corrected, with cost.
+
+    The exact scores are noisy: two halves of the pool agree only at ``split_half``. The full
+    pool's reliability is Spearman–Brown's 2ρ/(1+ρ), and ρ_corrected = ρ / sqrt(reliability)
+    (the proxy, computed from one fixed model, is taken as noise-free). Cost is the proxy's own
+    wall time as a fraction of the pool's compute time (sum of the members' wall times).
+
+    Args:
+        exact_scores: Feldman–Zhang scores (NaN = undefined, left out).
+        split_half: the pool's split-half Spearman ρ.
+        proxies: name → :class:`ProxyResult`.
+        pool_seconds: the pool's compute time.
+        top_fraction: size of the top set for :func:`top_overlap` (default 10%, the default forget size).
+
+    Returns:
+        ``{"split_half_reliability", "reliability", "pool_seconds", "proxies": {name: {...}}}``.
+
+    Example:
+        >>> exact = np.array([0.0, 0.2, 0.5, 0.9])
+        >>> result = ProxyResult("p", np.array([0.1, 0.3, 0.2, 0.8]), 1.0, "model")
+        >>> row = compare_proxies(exact, 0.6, {"p": result}, 100.0)["proxies"]["p"]
+        >>> round(row["rho"], 2), row["cost_fraction"]
+        (0.8, 0.01)
+    """
+    reliability = spearman_brown(split_half)
+    rows = {}
+    for name, result in proxies.items():
+        rho = spearman(result.scores, exact_scores)
+        rows[name] = {
+            "rho": rho,
+            "rho_corrected": disattenuate(rho, reliability),
+            "top_overlap": top_overlap(result.scores, exact_scores, top_fraction),
+            "seconds": result.seconds,
+            "cost_fraction": result.seconds / pool_seconds if pool_seconds > 0 else float("nan"),
+            "needs": result.needs,
+        }
+    finite = exact_scores[np.isfinite(exact_scores)]
+    return {"split_half_reliability": split_half, "reliability": reliability, "pool_seconds": pool_seconds,
+            "exact_zero_fraction": float((finite == 0).mean()) if len(finite) else float("nan"),
+            "top_fraction": top_fraction, "proxies": rows}

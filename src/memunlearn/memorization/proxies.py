@@ -1,0 +1,338 @@
+"""Memorization proxies: cheap per-example scores, each oriented so that higher = more memorized.
+
+Five proxies read the training dynamics recorded while the original model trained (no extra
+pass): ``confidence``, ``max-confidence``, ``entropy``, ``binary-accuracy`` and
+``forgetting-events``. Four need the final model: ``holdout-retraining``, ``loss-curvature``,
+``grad-norm`` and ``el2n``. Every proxy is registered by name in one dict and timed.
+
+Example:
+    >>> result = compute_proxy("confidence", data, model, dynamics)  # doctest: +SKIP
+    >>> result.scores.shape, result.seconds  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.core import Dataset
+from ..errors import ConfigError, unknown_name
+from ..training import TrainConfig, TrainingDynamics, get_device, predict_logits, recipe_for, train
+
+
+@dataclass
+class ProxyInputs:
+    """What a proxy may read: the data, the original model and the dynamics of its training."""
+
+    dataset: Dataset
+    model: nn.Module | None
+    dynamics: TrainingDynamics | None
+    device: torch.device
+    seed: int = 0
+    batch_size: int = 256
+    options: dict[str, Any] | None = None
+
+    def option(self, name: str, default: Any) -> Any:
+        return (self.options or {}).get(name, default)
+
+
+@dataclass
+class ProxyResult:
+    """A proxy's scores (one per training example, higher = more memorized) and its wall time."""
+
+    name: str
+    scores: np.ndarray
+    seconds: float
+    needs: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "seconds": self.seconds, "needs": self.needs, "n": int(len(self.scores))}
+
+
+@dataclass(frozen=True)
+class Proxy:
+    fn: Callable[[ProxyInputs], np.ndarray]
+    needs: str  # "dynamics" (free: read off the original training) or "model" (extra passes)
+    description: str
+
+
+_PROXIES: dict[str, Proxy] = {}
+
+
+def register_proxy(name: str, fn: Callable[[ProxyInputs], np.ndarray], needs: str, description: str) -> None:
+    """Register ``fn(inputs) -> scores`` as a proxy (``needs`` is ``dynamics`` or ``model``).
+
+    Raises:
+        ConfigError: the name is taken or ``needs`` is neither.
+    """
+    if name in _PROXIES:
+        raise ConfigError(f"proxy {name!r} is already registered")
+    if needs not in ("dynamics", "model"):
+        raise ConfigError(f"a proxy needs 'dynamics' or 'model', got {needs!r}")
+    _PROXIES[name] = Proxy(fn, needs, description)
+
+
+def available_proxies() -> list[str]:
+    """The registered proxy names, in registration order.
+
+    Example:
+        >>> "confidence" in available_proxies()
+        True
+    """
+    return list(_PROXIES)
+
+
+def proxy_description(name: str) -> str:
+    return get_proxy(name).description
+
+
+def get_proxy(name: str) -> Proxy:
+    if name not in _PROXIES:
+        raise unknown_name("memorization proxy", name, _PROXIES)
+    return _PROXIES[name]
+
+
+def compute_proxy(
+    name: str,
+    dataset: Dataset,
+    model: nn.Module | None,
+    dynamics: TrainingDynamics | None,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    **options: Any,
+) -> ProxyResult:
+    """Compute one proxy for every training example of ``dataset``, timing it.
+
+    Args:
+        name: a registered proxy (see :func:`available_proxies`).
+        dataset: the data the original model was trained on.
+        model: the original (final) model; needed by the model-based proxies.
+        dynamics: the per-example dynamics of its training; needed by the dynamics proxies.
+        device: where model passes run (``auto`` = CUDA when present).
+        seed: seed of any randomness (curvature directions, hold-out finetuning).
+        **options: proxy options: ``holdout_epochs`` (3), ``holdout_lr`` (0.01),
+            ``curvature_directions`` (10), ``curvature_step`` (1e-3).
+
+    Returns:
+        A :class:`ProxyResult`; ``seconds`` is the proxy's own wall time (the original training,
+        already paid, is not counted).
+
+    Raises:
+        ConfigError: unknown proxy, or the model/dynamics it needs is missing or does not fit.
+
+    Example:
+        >>> compute_proxy("el2n", data, model, None).scores  # doctest: +SKIP
+    """
+    proxy = get_proxy(name)
+    n = len(dataset.train)
+    if proxy.needs == "dynamics":
+        if dynamics is None:
+            raise ConfigError(
+                f"proxy {name!r} reads the training dynamics of the original model, which were not recorded; "
+                "retrain it with memunlearn (record_dynamics=True) or use a model-based proxy"
+            )
+        if dynamics.true_prob.shape[1] != n:
+            raise ConfigError(
+                f"proxy {name!r}: the training dynamics cover {dynamics.true_prob.shape[1]} examples but the "
+                f"dataset has {n}; pass the dynamics of a model trained on this dataset"
+            )
+    elif model is None:
+        raise ConfigError(f"proxy {name!r} needs the original model")
+    inputs = ProxyInputs(dataset, model, dynamics, get_device(device), seed, options=options)
+    start = time.perf_counter()
+    scores = np.asarray(proxy.fn(inputs), dtype=np.float64)
+    seconds = time.perf_counter() - start
+    if scores.shape != (n,):
+        raise AssertionError(f"proxy {name} returned shape {scores.shape}, expected ({n},)")
+    return ProxyResult(name, scores, seconds, proxy.needs)
+
+
+# ---------------------------------------------------------------- from the training dynamics
+
+
+def confidence_score(dynamics: TrainingDynamics) -> np.ndarray:
+    """1 − mean over epochs of the true-label probability (low confidence = memorized).
+
+    Example:
+        >>> d = TrainingDynamics.empty(2, 2); d.true_prob[:] = [[0.9, 0.2], [1.0, 0.4]]
+        >>> confidence_score(d).round(2).tolist()
+        [0.05, 0.7]
+    """
+    return 1.0 - dynamics.true_prob.mean(axis=0, dtype=np.float64)
+
+
+def max_confidence_score(dynamics: TrainingDynamics) -> np.ndarray:
+    """1 − mean over epochs of the largest predicted probability (whatever the class)."""
+    return 1.0 - dynamics.max_prob.mean(axis=0, dtype=np.float64)
+
+
+def entropy_score(dynamics: TrainingDynamics) -> np.ndarray:
+    """Mean over epochs of the predictive entropy (nats)."""
+    return dynamics.entropy.mean(axis=0, dtype=np.float64)
+
+
+def binary_accuracy_score(dynamics: TrainingDynamics) -> np.ndarray:
+    """1 − fraction of epochs in which the example was classified correctly."""
+    return 1.0 - dynamics.correct.mean(axis=0, dtype=np.float64)
+
+
+def forgetting_events_score(dynamics: TrainingDynamics) -> np.ndarray:
+    """Toneva et al.'s forgetting events: correct → incorrect transitions between epochs.
+
+    Following Toneva et al., an example never classified correctly is "forgotten infinitely
+    often"; it gets the number of epochs, one more than any example can actually reach
+    (at most ⌊epochs/2⌋ events).
+
+    Example:
+        >>> d = TrainingDynamics.empty(4, 3)
+        >>> d.correct[:] = np.array([[1, 1, 0], [0, 1, 0], [1, 1, 0], [0, 1, 0]], bool)
+        >>> forgetting_events_score(d).tolist()
+        [2.0, 0.0, 4.0]
+    """
+    correct = dynamics.correct.astype(bool)
+    events = (correct[:-1] & ~correct[1:]).sum(axis=0).astype(np.float64)
+    events[~correct.any(axis=0)] = correct.shape[0]
+    return events
+
+
+# ---------------------------------------------------------------- from the final model
+
+
+def el2n_score(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """EL2N: ‖softmax(f(x)) − onehot(y)‖₂ (Paul et al.), here of the FINAL model.
+
+    Example:
+        >>> el2n_score(torch.tensor([[0.0, 0.0]]), torch.tensor([0])).round(4).tolist()
+        [0.7071]
+    """
+    probs = torch.softmax(logits.float(), dim=1)
+    onehot = torch.nn.functional.one_hot(labels, probs.shape[1]).float()
+    return torch.linalg.vector_norm(probs - onehot, dim=1).double().numpy()
+
+
+def symmetric_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> np.ndarray:
+    """KL(p‖q) + KL(q‖p) per row, from logits.
+
+    Example:
+        >>> symmetric_kl(torch.zeros(1, 3), torch.zeros(1, 3)).tolist()
+        [0.0]
+    """
+    log_p = torch.log_softmax(logits_p.double(), dim=1)
+    log_q = torch.log_softmax(logits_q.double(), dim=1)
+    return ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(dim=1).clamp_min(0).numpy()
+
+
+def _el2n(inputs: ProxyInputs) -> np.ndarray:
+    logits = predict_logits(inputs.model, inputs.dataset.train, inputs.device)
+    return el2n_score(logits, inputs.dataset.train.y)
+
+
+def _holdout_retraining(inputs: ProxyInputs) -> np.ndarray:
+    """Symmetric KL between θ_o and a copy finetuned on held-out data (Carlini et al. 2019).
+
+    The held-out data is the dataset's TEST split: it is the only data guaranteed to be outside
+    the training set. The finetuned copy is used only to score the training examples and is then
+    discarded, so no evaluation ever sees it.
+    """
+    recipe = recipe_for(inputs.dataset.name).train
+    config = TrainConfig(
+        epochs=int(inputs.option("holdout_epochs", 3)), lr=float(inputs.option("holdout_lr", 0.01)),
+        batch_size=recipe.batch_size, momentum=0.9, weight_decay=recipe.weight_decay, seed=inputs.seed,
+    )
+    finetuned = copy.deepcopy(inputs.model)
+    train(finetuned, inputs.dataset.test, config, inputs.device, record_dynamics=False)
+    before = predict_logits(inputs.model, inputs.dataset.train, inputs.device)
+    after = predict_logits(finetuned, inputs.dataset.train, inputs.device)
+    return symmetric_kl(before, after)
+
+
+def _grad_norm(inputs: ProxyInputs) -> np.ndarray:
+    """‖∇_θ CE(f_θ(x_i), y_i)‖₂ over ALL parameters, per example, with torch.func (eval mode)."""
+    from torch.func import functional_call, grad, vmap
+
+    model = inputs.model.eval().to(inputs.device)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+
+    def loss(p, b, x, y):
+        logits = functional_call(model, (p, b), (x.unsqueeze(0),))
+        return nn.functional.cross_entropy(logits, y.unsqueeze(0))
+
+    per_example = vmap(grad(loss), in_dims=(None, None, 0, 0))
+    norms = []
+    for x, y in inputs.dataset.train.batches(inputs.batch_size):
+        grads = per_example(params, buffers, x.to(inputs.device), y.to(inputs.device))
+        squared = sum(g.flatten(1).pow(2).sum(1) for g in grads.values())
+        norms.append(squared.sqrt().double().cpu())
+    return torch.cat(norms).numpy()
+
+
+def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """∇_x CE(f(x), y) per example (the per-example losses are summed, so rows do not mix)."""
+    x = x.detach().clone().requires_grad_(True)
+    loss = nn.functional.cross_entropy(model(x), y, reduction="sum")
+    (gradient,) = torch.autograd.grad(loss, x)
+    return gradient
+
+
+def loss_curvature_score(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, directions: int = 10, step: float = 1e-3,
+    generator: torch.Generator | None = None,
+) -> np.ndarray:
+    """Garg et al.'s input-loss curvature: mean over Rademacher v of ‖∇ℓ(x + h·v) − ∇ℓ(x)‖².
+
+    A finite-difference Hessian-vector product: ∇ℓ(x + hv) − ∇ℓ(x) ≈ h·H v, so the mean of its
+    squared norm over random ±1 directions estimates h²·‖H‖_F² (up to the input dimension);
+    the ranking is what matters. ``model`` is used in eval mode.
+
+    Example:
+        >>> lin = nn.Linear(2, 2)
+        >>> float(loss_curvature_score(lin, torch.zeros(1, 2), torch.tensor([0]))[0]) >= 0
+        True
+    """
+    model.eval()
+    base = input_gradients(model, x, y)
+    total = torch.zeros(len(x), dtype=torch.float64, device=x.device)
+    for _ in range(directions):
+        v = torch.randint(0, 2, x.shape, generator=generator, device="cpu").to(x.device, x.dtype) * 2 - 1
+        diff = input_gradients(model, x + step * v, y) - base
+        total += diff.flatten(1).double().pow(2).sum(1)
+    return (total / directions).cpu().numpy()
+
+
+def _loss_curvature(inputs: ProxyInputs) -> np.ndarray:
+    """Curvature of the FINAL model (Garg et al. average it over training checkpoints, which
+    would need an extra training run; the final model is what an unlearning user has)."""
+    model = inputs.model.eval().to(inputs.device)
+    generator = torch.Generator().manual_seed(inputs.seed)
+    directions = int(inputs.option("curvature_directions", 10))
+    step = float(inputs.option("curvature_step", 1e-3))
+    return np.concatenate([
+        loss_curvature_score(model, x.to(inputs.device), y.to(inputs.device), directions, step, generator)
+        for x, y in inputs.dataset.train.batches(inputs.batch_size)
+    ])
+
+
+register_proxy("confidence", lambda i: confidence_score(i.dynamics), "dynamics",
+               "1 − mean true-label probability over training epochs")
+register_proxy("max-confidence", lambda i: max_confidence_score(i.dynamics), "dynamics",
+               "1 − mean max probability over training epochs")
+register_proxy("entropy", lambda i: entropy_score(i.dynamics), "dynamics",
+               "mean predictive entropy over training epochs")
+register_proxy("binary-accuracy", lambda i: binary_accuracy_score(i.dynamics), "dynamics",
+               "1 − fraction of training epochs classified correctly")
+register_proxy("forgetting-events", lambda i: forgetting_events_score(i.dynamics), "dynamics",
+               "correct → incorrect transitions between epochs (never learned = epochs)")
+register_proxy("holdout-retraining", _holdout_retraining, "model",
+               "symmetric KL between θ_o and θ_o finetuned on the test split")
+register_proxy("loss-curvature", _loss_curvature, "model",
+               "input-space loss curvature of the final model (Rademacher finite differences)")
+register_proxy("grad-norm", _grad_norm, "model", "per-example parameter-gradient norm of the final model")
+register_proxy("el2n", _el2n, "model", "‖softmax − onehot‖₂ of the final model")
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import sys
@@ -32,3 +33,15 @@ def save(name: str, payload: dict) -> Path:
     path = write_json(RESULTS / f"{name}.json", {"machine": machine(), "command": " ".join(sys.argv), **payload})
     print(f"wrote {path}")
     return path
+
+
+def pool_benchmark_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every model-pool benchmark shares: what to render, which data, which model."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--render", nargs="+", metavar="JSON", help="print the markdown tables of result files and exit")
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--train-size", type=int, help="stratified training subset (default: all)")
+    parser.add_argument("--model", help="default: the dataset's recipe")
+    parser.add_argument("--width", type=int, help="default: the dataset's recipe")
+    return parser

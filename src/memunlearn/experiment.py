@@ -23,13 +23,12 @@ from .errors import ConfigError, DivergedError
 from .evaluation import METRICS_FROM_ORACLE, compare_to_oracle, evaluate, mean_interval
 from .forget import ForgetContext, ForgetSet, make_forget_set
 from .io import write_json
-from .methods import get_method, method_defaults, unlearn
+from .methods import available_methods, get_method, method_defaults, unlearn
 from .models import build_model
 from .training import TrainConfig, TrainingDynamics, accuracy, get_device, recipe_for, train, with_epochs
 
-DEFAULT_METHODS = (
-    "retrain", "finetune", "neggrad", "neggrad+", "random-label", "l1-sparse", "salun", "scrub", "ssd", "del",
-)
+# Every built-in method, in the order the registry lists them (the registry is the one list).
+DEFAULT_METHODS = tuple(available_methods())
 METRIC_NAMES = ("acc_forget", "acc_retain", "acc_test", "mia_efficacy", "loss_mia_auc")
 
 

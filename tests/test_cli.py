@@ -67,7 +67,7 @@ def test_seeds_give_intervals(tmp_path):
     "args, message",
     [
         (["--dataset", "imagenet"], "unknown dataset 'imagenet'; known: "),
-        (["--model", "vgg"], "unknown model 'vgg'; known: cnn, resnet18, vit"),
+        (["--model", "vgg"], "unknown model 'vgg'; known: cnn, mlp, resnet18, vit"),
         (["--methods", "finetune,bogus"], "unknown method 'bogus'; known: "),
         (["--forget", "iid:2"], "fraction must be in (0, 1)"),
         (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent/dir"], "/nonexistent/dir"),

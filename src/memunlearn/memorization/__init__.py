@@ -44,7 +44,7 @@ def infer_architecture(model: nn.Module | None) -> tuple[str | None, int | None]
         >>> infer_architecture(build_model("cnn", 1, 10, width=8, image_size=8))
         ('cnn', 8)
     """
-    from ..models import ResNet18, SmallCNN, SmallViT
+    from ..models import MLP, ResNet18, SmallCNN, SmallViT
 
     if model is None or not hasattr(model, "classifier"):
         return None, None
@@ -53,8 +53,8 @@ def infer_architecture(model: nn.Module | None) -> tuple[str | None, int | None]
         return "cnn", features // 4
     if isinstance(model, ResNet18):
         return "resnet18", features // 8
-    if isinstance(model, SmallViT):
-        return "vit", features
+    if isinstance(model, (SmallViT, MLP)):
+        return ("vit" if isinstance(model, SmallViT) else "mlp"), features
     return None, None
 
 

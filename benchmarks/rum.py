@@ -60,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--data-dir")
     parser.add_argument("--train-subset", type=int)
+    parser.add_argument("--model", help="default: the dataset's recipe")
+    parser.add_argument("--width", type=int, help="default: the dataset's recipe")
     parser.add_argument("--epochs", type=int, help="original / oracle / pool epochs (default: the recipe's)")
     parser.add_argument("--method-epochs", type=int, default=None, help="epochs of every unlearning method")
     parser.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
@@ -82,13 +84,15 @@ def base_config(args: argparse.Namespace, **changes: Any) -> RunConfig:
     hparams = {m: {"epochs": args.method_epochs} for m in METHODS} if args.method_epochs else {}
     for method, values in parse_assignments(args.set).items():
         hparams.setdefault(method, {}).update(values)
-    return RunConfig(dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs, train_subset=args.train_subset,
+    return RunConfig(dataset=args.dataset, data_dir=args.data_dir, model=args.model, width=args.width,
+                     epochs=args.epochs, train_subset=args.train_subset,
                      device=args.device, cache_dir=args.cache_dir, seeds=args.seeds, hparams=hparams, **changes)
 
 
 def size_note(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "dataset": args.dataset, "train_subset": args.train_subset, "epochs": args.epochs or "recipe",
+        "dataset": args.dataset, "train_subset": args.train_subset, "model": args.model or "recipe",
+        "width": args.width or "recipe", "epochs": args.epochs or "recipe",
         "method_epochs": args.method_epochs or "method defaults", "forget_fraction": args.fraction,
         "pool_size": args.pool_size, "seeds": args.seeds, "device": args.device, "threads": args.threads,
         "method_hparams": parse_assignments(args.set),
@@ -97,7 +101,8 @@ def size_note(args: argparse.Namespace) -> dict[str, Any]:
 
 def exact_path(args: argparse.Namespace) -> Path:
     """Where the scores stage saves the exact scores: keyed by what they depend on (not the tag)."""
-    name = f"exact_{args.dataset}_n{args.train_subset or 'all'}_e{args.epochs or 'recipe'}_K{args.pool_size}.npy"
+    name = (f"exact_{args.dataset}_n{args.train_subset or 'all'}_{args.model or 'recipe'}{args.width or ''}"
+            f"_e{args.epochs or 'recipe'}_K{args.pool_size}.npy")
     return Path(args.cache_dir) / name
 
 

@@ -8,7 +8,7 @@ time as a fraction of the pool's compute time (sum of the members' wall times).
 
     python benchmarks/proxies.py --dataset digits --pool-size 64
     python benchmarks/proxies.py --dataset fashion-mnist --train-size 10000 --test-size 2000 \\
-        --pool-size 64 --width 8 --epochs 8 --workers 2
+        --pool-size 64 --model mlp --width 1024 --epochs 30 --workers 2
 """
 
 from __future__ import annotations

@@ -49,12 +49,10 @@ def infer_architecture(model: nn.Module | None) -> tuple[str | None, int | None]
     if model is None or not hasattr(model, "classifier"):
         return None, None
     features = model.classifier.in_features
-    if isinstance(model, SmallCNN):
-        return "cnn", features // 4
-    if isinstance(model, ResNet18):
-        return "resnet18", features // 8
-    if isinstance(model, (SmallViT, MLP)):
-        return ("vit" if isinstance(model, SmallViT) else "mlp"), features
+    # classifier input width = width × this factor
+    for cls, name, factor in ((SmallCNN, "cnn", 4), (ResNet18, "resnet18", 8), (SmallViT, "vit", 1), (MLP, "mlp", 1)):
+        if isinstance(model, cls):
+            return name, features // factor
     return None, None
 
 

@@ -14,7 +14,7 @@ from memunlearn.data.core import Examples
 from memunlearn.errors import ConfigError
 from memunlearn.experiment import RunConfig, run_experiment
 from memunlearn.forget import ForgetSet, make_forget_set
-from memunlearn.methods import _METHODS, register_method
+from memunlearn.methods import METHODS, register_method
 from memunlearn.methods.base import UnlearningRun
 from memunlearn.models import build_model
 from memunlearn.rum import (
@@ -160,7 +160,7 @@ def probe():
 
     register_method("_rum_probe", rum_probe)
     yield calls
-    _METHODS.pop("_rum_probe")
+    METHODS.unregister("_rum_probe")
 
 
 def test_steps_run_sequentially_with_shrinking_retain_sets(probe):

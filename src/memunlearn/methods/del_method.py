@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.core import Examples
+from ..params import BUDGET, FINAL_LR_FRACTION, SGD_PARAMS, Bool, Int
 from . import register_method
 from .base import UnlearningRun, UnlearnResult, classifier_names, train_epochs_ce
 from .retrain import fresh_initialisation
@@ -67,4 +68,8 @@ def del_unlearn(
     return result
 
 
-register_method("del", del_unlearn)
+register_method("del", del_unlearn, makes_own_mask=True, params={
+    **SGD_PARAMS, "epochs": Int(low=0, search=(1, 10), help="finetuning epochs after the reset (0 = reset only)"),
+    "budget": BUDGET, "final_lr_fraction": FINAL_LR_FRACTION,
+    "train_classifier": Bool(help="train the whole classifier layer besides the masked entries"),
+})

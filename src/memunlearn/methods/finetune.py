@@ -7,6 +7,7 @@ from typing import Mapping
 from torch import Tensor, nn
 
 from ..data.core import Examples
+from ..params import SGD_PARAMS
 from . import register_method
 from .base import UnlearningRun, UnlearnResult, train_epochs_ce
 
@@ -31,4 +32,4 @@ def finetune(
     return run.finish(dict(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay))
 
 
-register_method("finetune", finetune)
+register_method("finetune", finetune, params=SGD_PARAMS)

@@ -7,6 +7,7 @@ from typing import Mapping
 from torch import Tensor, nn
 
 from ..data.core import Examples
+from ..params import Float, SGD_PARAMS
 from . import register_method
 from .base import UnlearningRun, UnlearnResult, train_epochs_ce
 
@@ -47,4 +48,6 @@ def l1_sparse(
                            weight_decay=weight_decay))
 
 
-register_method("l1-sparse", l1_sparse)
+register_method("l1-sparse", l1_sparse, params={
+    **SGD_PARAMS, "gamma": Float(low=0, search=(1e-5, 1e-3), log=True, help="initial L1 weight γ₀, decays linearly to 0"),
+})

@@ -8,6 +8,7 @@ from typing import Mapping
 from torch import Tensor, nn
 
 from ..data.core import Examples
+from ..params import LR, SGD_PARAMS
 from . import register_method
 from .base import UnlearningRun, UnlearnResult
 
@@ -43,4 +44,4 @@ def neggrad(
     return run.finish(dict(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay))
 
 
-register_method("neggrad", neggrad)
+register_method("neggrad", neggrad, params={**SGD_PARAMS, "lr": LR.with_search((1e-4, 1e-2))})

@@ -8,6 +8,7 @@ from typing import Mapping
 from torch import Tensor, nn
 
 from ..data.core import Examples
+from ..params import Float, SGD_PARAMS
 from . import register_method
 from .base import UnlearningRun, UnlearnResult
 
@@ -51,4 +52,6 @@ def neggrad_plus(
     )
 
 
-register_method("neggrad+", neggrad_plus)
+register_method("neggrad+", neggrad_plus, params={
+    **SGD_PARAMS, "beta": Float(low=0, high=1, search=(0.9, 0.999), help="weight of the retain loss"),
+})

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.core import Examples, concat
+from ..params import SGD_PARAMS
 from . import register_method
 from .base import UnlearningRun, UnlearnResult, number_of_classes, train_epochs_ce
 
@@ -43,4 +44,4 @@ def random_label(
     return run.finish(dict(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay))
 
 
-register_method("random-label", random_label)
+register_method("random-label", random_label, params=SGD_PARAMS)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.core import Examples
+from ..params import EPOCHS, FINAL_LR_FRACTION, SGD_PARAMS
 from . import register_method
 from .base import UnlearningRun, UnlearnResult, train_epochs_ce
 
@@ -74,4 +75,4 @@ def retrain(
                            weight_decay=weight_decay, final_lr_fraction=final_lr_fraction))
 
 
-register_method("retrain", retrain)
+register_method("retrain", retrain, params={**SGD_PARAMS, "epochs": EPOCHS.with_search(None), "final_lr_fraction": FINAL_LR_FRACTION})

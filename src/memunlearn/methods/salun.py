@@ -8,6 +8,7 @@ from typing import Mapping
 from torch import Tensor, nn
 
 from ..data.core import Examples
+from ..params import BUDGET, SGD_PARAMS
 from . import register_method
 from .base import UnlearningRun, UnlearnResult, train_epochs_ce
 from .random_label import relabelled_training_set
@@ -51,4 +52,4 @@ def salun(
     return result
 
 
-register_method("salun", salun)
+register_method("salun", salun, params={**SGD_PARAMS, "budget": BUDGET.with_search((0.1, 0.9))}, makes_own_mask=True)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.core import Examples
+from ..params import Float, Int, LR, SGD_PARAMS
 from . import register_method
 from .base import UnlearningRun, UnlearnResult
 
@@ -80,4 +81,10 @@ def scrub(
                            batch_size=batch_size, momentum=momentum, weight_decay=weight_decay))
 
 
-register_method("scrub", scrub)
+register_method("scrub", scrub, params={
+    **SGD_PARAMS, "lr": LR.with_search((1e-4, 2e-2)),
+    "msteps": Int(low=0, search=(0, 5), help="epochs with a max-step over the forget set"),
+    "alpha": Float(low=0, search=(1e-4, 1.0), log=True, help="weight of the KL term in the min-step"),
+    "gamma": Float(low=0, search=(0.5, 1.0), help="weight of the CE term in the min-step"),
+    "temperature": Float(low=0, low_open=True, help="distillation temperature"),
+})

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.core import Examples, concat
+from ..params import BATCH_SIZE, Float
 from . import register_method
 from .base import UnlearningRun, UnlearnResult
 
@@ -73,4 +74,8 @@ def ssd(
     return run.finish(dict(dampening=dampening, selection=selection, batch_size=batch_size))
 
 
-register_method("ssd", ssd)
+register_method("ssd", ssd, takes_epochs=False, params={
+    "dampening": Float(low=0, low_open=True, search=(0.1, 10.0), log=True, help="λ: how strongly selected weights are damped"),
+    "selection": Float(low=0, low_open=True, search=(1.0, 100.0), log=True, help="α: select weights with I_f > α·I_D"),
+    "batch_size": BATCH_SIZE,
+})

@@ -27,15 +27,32 @@ class CheckpointError(MemunlearnError):
     """A checkpoint or mask file that cannot be read or does not fit the model."""
 
 
-class DivergedError(MemunlearnError):
-    """A training or unlearning run whose loss stopped being finite."""
+class OutputError(MemunlearnError, OSError):
+    """An output or cache location that cannot be written (wrong kind, not writable, no space).
 
-    def __init__(self, what: str, step: int, loss: float):
-        self.what, self.step, self.loss = what, step, loss
-        super().__init__(
-            f"{what} diverged: loss became {loss} at step {step}; "
-            "lower the learning rate or the number of epochs"
-        )
+    Also an :class:`OSError`, so code that treats an unwritable cache as a soft failure keeps working.
+    """
+
+
+class DivergedError(MemunlearnError):
+    """A training or unlearning run whose loss, weights or outputs stopped being finite.
+
+    Args:
+        what: the run (method name, "original (seed 0)", ...).
+        step: the step at which the loss became non-finite, if that is how it was noticed.
+        loss: that loss value.
+        reason: what else was found instead (e.g. "3 weight entries of fc.weight are NaN or infinite").
+    """
+
+    def __init__(self, what: str, step: int | None = None, loss: float | None = None, reason: str | None = None):
+        self.what, self.step, self.loss, self.reason = what, step, loss, reason
+        found = reason if reason is not None else f"loss became {loss} at step {step}"
+        super().__init__(f"{what} diverged: {found}; lower the learning rate or the number of epochs")
+
+
+class DamagedArtefactWarning(UserWarning):
+    """A cached or user-supplied file whose contents do not match the checksum stored with it,
+    or that has no checksum (written by an older memunlearn)."""
 
 
 def unknown_name(kind: str, name: str, known) -> ConfigError:

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from .data.core import Examples
-from .training import predict_logits
+from .errors import DivergedError
+from .training import check_weights_finite, predict_logits
 
 METRICS_FROM_ORACLE = ("gap_forget", "gap_retain", "gap_test", "gap_mia", "tow", "tow_mia")
 
@@ -109,12 +110,21 @@ def evaluate(
     Returns:
         ``{"acc_forget", "acc_retain", "acc_test", "mia_efficacy", "loss_mia_accuracy", "loss_mia_auc"}``.
 
+    Raises:
+        DivergedError: the model has NaN or infinite weights, or produces NaN or infinite outputs
+            (nothing about such a model can be scored).
+
     Example:
         >>> metrics = evaluate(model, forget, retain, data.test)  # doctest: +SKIP
     """
+    what = f"the evaluated model ({type(model).__name__})"
+    check_weights_finite(model, what)
     outputs = {}
     for name, examples in (("forget", forget), ("retain", retain), ("test", test)):
         logits = predict_logits(model, examples, device)
+        if not bool(torch.isfinite(logits).all()):
+            bad = int((~torch.isfinite(logits)).any(1).sum())
+            raise DivergedError(what, reason=f"its outputs are NaN or infinite on {bad} {name} examples")
         outputs[name] = (logits, examples.y)
     metrics = {f"acc_{name}": float((logits.argmax(1) == y).float().mean()) for name, (logits, y) in outputs.items()}
     confidence = {name: true_label_probabilities(*pair) for name, pair in outputs.items()}

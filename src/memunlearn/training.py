@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -167,6 +168,28 @@ def check_finite(loss: Tensor, what: str, step: int) -> None:
         raise DivergedError(what, step, float(loss.detach()))
 
 
+@torch.no_grad()
+def check_weights_finite(model: nn.Module, what: str) -> None:
+    """Raise :class:`DivergedError` if any floating-point parameter or buffer of ``model`` is NaN or infinite.
+
+    A finite loss does not prove finite weights: the last step can overflow them.
+
+    Example:
+        >>> model = nn.Linear(2, 1)
+        >>> check_weights_finite(model, "demo")
+        >>> _ = model.weight.data.fill_(float("nan"))
+        >>> check_weights_finite(model, "demo")
+        Traceback (most recent call last):
+        ...
+        memunlearn.errors.DivergedError: demo diverged: 2 entries of weight are NaN or infinite; lower the learning rate or the number of epochs
+    """
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise DivergedError(what, reason=f"{bad} entries of {name} are NaN or infinite")
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed torch's global RNG and return a generator for data order."""
     torch.manual_seed(seed)
@@ -241,14 +264,71 @@ def train(
     model.eval()
     if config.fast:
         model.to(memory_format=torch.contiguous_format)
+    check_weights_finite(model, description)
     return TrainResult(model, dynamics, time.perf_counter() - start, step, step and len(examples) * config.epochs, config)
+
+
+# Plain progress (stderr is not a terminal): a line at every tenth of the work, at most this often.
+PLAIN_PROGRESS_MIN_SECONDS = 5.0
+
+
+class PlainProgress:
+    """Progress as plain lines on ``stream`` (for logs and CI, where a live bar shows nothing).
+
+    A line at each tenth of the work (at most one per ``min_seconds``) and at the end:
+    ``original (seed 0): 120/400 steps (30%), 4.1s, about 9.6s left``.
+
+    Example:
+        >>> import io
+        >>> out = io.StringIO()
+        >>> progress = PlainProgress("demo", 4, stream=out, min_seconds=0)
+        >>> for _ in range(4):
+        ...     progress.advance()
+        >>> out.getvalue().splitlines()[-1].startswith("demo: 4/4 steps (100%)")
+        True
+    """
+
+    def __init__(self, description: str, total: int, stream=None, min_seconds: float = PLAIN_PROGRESS_MIN_SECONDS,
+                 unit: str = "steps"):
+        self.description, self.total, self.unit = description, max(int(total), 0), unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.min_seconds = min_seconds
+        self.done = 0
+        self._start = self._last = time.perf_counter()
+        self._next_tenth = 1
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        now = time.perf_counter()
+        finished = self.done >= self.total
+        tenth = 10 * self.done // self.total if self.total else 10
+        if finished or (tenth >= self._next_tenth and now - self._last >= self.min_seconds):
+            self._next_tenth = tenth + 1
+            self._last = now
+            self.stream.write(self.line(now) + "\n")
+            self.stream.flush()
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = (now or time.perf_counter()) - self._start
+        text = f"{self.description}: {self.done}/{self.total} {self.unit}"
+        if self.total:
+            text += f" ({100 * self.done // self.total}%)"
+        text += f", {elapsed:.1f}s"
+        if 0 < self.done < self.total:
+            text += f", about {elapsed / self.done * (self.total - self.done):.1f}s left"
+        return text
 
 
 @contextlib.contextmanager
 def progress_bar(enabled: bool, description: str, total: int):
-    """A rich progress bar when ``enabled``; yields a function that advances it by one."""
+    """Progress when ``enabled``: a rich bar on a terminal, plain lines on stderr otherwise
+    (see :class:`PlainProgress`). Yields a function that advances it by one."""
     if not enabled:
         yield lambda: None
+        return
+    if not sys.stderr.isatty():
+        plain = PlainProgress(description, total)
+        yield plain.advance
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

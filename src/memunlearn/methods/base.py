@@ -151,8 +151,15 @@ class UnlearningRun:
             group["lr"] = cosine_lr(base_lr, step, total, final)
 
     def finish(self, hparams: dict[str, Any]) -> UnlearnResult:
-        """Measure what changed and package the result (model in eval mode, on the CPU)."""
+        """Measure what changed and package the result (model in eval mode, on the CPU).
+
+        Raises:
+            DivergedError: a weight became NaN or infinite (a finite last loss does not rule it out).
+        """
+        from ..training import check_weights_finite
+
         wall = time.perf_counter() - self._start
+        check_weights_finite(self.model, self.name)
         changed = total = 0
         with torch.no_grad():
             for n, p in self.model.named_parameters():

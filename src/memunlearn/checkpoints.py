@@ -2,7 +2,10 @@
 
 A checkpoint's key is the hash of everything that determined it (data fingerprint, model,
 training config, seed, training indices), so a repeated run reuses it and a changed setting
-never picks up a stale one.
+never picks up a stale one. Every checkpoint carries the SHA-256 of its tensors: a cached one
+that no longer matches (damaged bytes, truncation) is reported and trained again, and a
+user-supplied one is refused. A per-checkpoint lock makes a second process that needs the same
+artefact wait for the first and reuse its result instead of training it twice.
 """
 
 from __future__ import annotations
@@ -13,15 +16,20 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+import warnings
+
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .errors import CheckpointError
-from .io import atomic_path, cache_root  # noqa: F401  (cache_root re-exported)
+from .errors import CheckpointError, DamagedArtefactWarning
+from .io import FileLock, atomic_path, cache_root, sha256_of_tensors  # noqa: F401  (cache_root re-exported)
 
 STATE_PREFIX = "state."
+# safetensors header metadata: the user's metadata (JSON) and the checksum of every tensor
+METADATA_KEY = "memunlearn"
+CHECKSUM_KEY = "memunlearn_sha256"
 
 
 def artefact_key(**parts: Any) -> str:
@@ -36,34 +44,65 @@ def save_checkpoint(
     extra: dict[str, Tensor] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Save the model's state (and optional extra tensors) as safetensors, atomically."""
+    """Save the model's state (and optional extra tensors) as safetensors, atomically, with the
+    SHA-256 of all its tensors in the header."""
     tensors = {STATE_PREFIX + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
+    header = {METADATA_KEY: json.dumps(metadata or {}, default=str), CHECKSUM_KEY: sha256_of_tensors(tensors)}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"memunlearn": json.dumps(metadata or {}, default=str)})
+        save_file(tensors, str(tmp), metadata=header)
     return Path(path)
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Any]]:
-    """Read a checkpoint: (model state, extra tensors, metadata).
+def read_checkpoint(
+    path: str | os.PathLike, require_checksum: bool = False
+) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Any]]:
+    """Read a checkpoint: (model state, extra tensors, metadata), verified against its checksum.
+
+    Args:
+        path: the .safetensors file.
+        require_checksum: refuse a file without a checksum (the cache does: it rebuilds such
+            files); otherwise such a file (an older memunlearn's) is accepted with a
+            :class:`~memunlearn.errors.DamagedArtefactWarning`.
 
     Raises:
-        CheckpointError: missing, unreadable or corrupt file.
+        CheckpointError: missing, unreadable or corrupt file; tensors that do not match the stored
+            checksum; NaN or infinite weights.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         tensors = load_file(str(path))
-
         with safe_open(str(path), framework="pt") as handle:
-            raw_meta = (handle.metadata() or {}).get("memunlearn", "{}")
-        metadata = json.loads(raw_meta)
+            header = handle.metadata() or {}
+        metadata = json.loads(header.get(METADATA_KEY, "{}"))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint {path} is unreadable or corrupt ({exc}); delete it and re-run") from exc
+        raise CheckpointError(f"checkpoint {path} is unreadable or corrupt ({exc})") from exc
+    verify_checksum(path, tensors, header.get(CHECKSUM_KEY), "checkpoint", require_checksum)
     state = {k[len(STATE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(STATE_PREFIX)}
     extra = {k: v for k, v in tensors.items() if not k.startswith(STATE_PREFIX)}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"checkpoint {path} has NaN or infinite weights (in {bad[:3]})")
     return state, extra, metadata
+
+
+def verify_checksum(path: Path, tensors: dict[str, Tensor], stored: str | None, what: str,
+                    require_checksum: bool) -> None:
+    """Compare ``tensors`` with the checksum ``stored`` in ``path``'s header.
+
+    Raises:
+        CheckpointError: a mismatch, or no checksum when ``require_checksum``.
+    """
+    if stored is None:
+        if require_checksum:
+            raise CheckpointError(f"{what} {path} has no checksum (written by an older memunlearn)")
+        warnings.warn(f"{what} {path} has no checksum (written by an older memunlearn); its contents cannot be "
+                      "verified", DamagedArtefactWarning, stacklevel=3)
+        return
+    if sha256_of_tensors(tensors) != stored:
+        raise CheckpointError(f"{what} {path} is damaged: its tensors do not match the checksum stored with them")
 
 
 def load_into(model: nn.Module, state: dict[str, Tensor], source: str = "checkpoint") -> nn.Module:
@@ -94,19 +133,27 @@ def cached(
     produce: Callable[[], tuple[nn.Module, dict[str, Tensor], dict[str, Any]]],
     build: Callable[[], nn.Module],
 ) -> tuple[nn.Module, dict[str, Tensor], dict[str, Any], bool]:
-    """Load the checkpoint at ``path`` if present and readable, else produce and save it.
+    """Load the checkpoint at ``path`` if present and intact, else produce and save it.
 
-    Returns (model, extra tensors, metadata, reused?). A corrupt cache entry is reproduced.
+    A second process (or thread) asking for the same ``path`` meanwhile waits for the first to
+    finish, then reuses its checkpoint. An entry that is unreadable, truncated, damaged (checksum
+    mismatch), without a checksum, or with non-finite weights is reported with a
+    :class:`~memunlearn.errors.DamagedArtefactWarning` naming the file, and produced again.
+
+    Returns:
+        (model, extra tensors, metadata, reused?).
     """
-    if path.is_file():
-        try:
-            state, extra, metadata = read_checkpoint(path)
-            return load_into(build(), state).eval(), extra, metadata, True
-        except CheckpointError:
-            pass  # a corrupt or stale cache entry is simply reproduced and overwritten atomically
-    model, extra, metadata = produce()
-    save_checkpoint(path, model, extra, metadata)
-    return model, extra, metadata, False
+    path = Path(path)
+    with FileLock(path):
+        if path.is_file():
+            try:
+                state, extra, metadata = read_checkpoint(path, require_checksum=True)
+                return load_into(build(), state, source=f"cached checkpoint {path}").eval(), extra, metadata, True
+            except CheckpointError as exc:
+                warnings.warn(f"{exc}; producing it again", DamagedArtefactWarning, stacklevel=2)
+        model, extra, metadata = produce()
+        save_checkpoint(path, model, extra, metadata)
+        return model, extra, metadata, False
 
 
 def model_metadata(model_name: str, width: int, in_channels: int, num_classes: int, image_size: int, **extra: Any) -> dict:

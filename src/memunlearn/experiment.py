@@ -62,8 +62,21 @@ class RunConfig:
         return payload
 
     def validate(self) -> None:
-        if self.seeds < 1:
-            raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
+        """Check every setting before any work (numbers, names, duplicates, hyperparameter values).
+
+        Raises:
+            ConfigError: naming the setting and the value.
+        """
+        for name, value, low in (("seed", self.seed, 0), ("seeds", self.seeds, 1), ("width", self.width, 1),
+                                 ("epochs", self.epochs, 1), ("train_subset", self.train_subset, 1)):
+            if value is None and name in ("width", "epochs", "train_subset"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ConfigError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+        duplicates = sorted({m for m in self.methods if list(self.methods).count(m) > 1})
+        if duplicates:
+            raise ConfigError(f"--methods lists {', '.join(map(repr, duplicates))} more than once")
+        from .methods import check_hparams
         from .rum import check_pipeline, check_score_source, methods_in_entry, needs_scores, parse_entry
 
         for method in self.methods:
@@ -78,9 +91,7 @@ class RunConfig:
         for method, values in self.hparams.items():
             if method not in methods_run:
                 raise ConfigError(f"hyperparameters given for {method!r}, which is not among the methods run")
-            unknown = sorted(set(values) - set(method_defaults(method)))
-            if unknown:
-                raise ConfigError(f"method {method!r} has no hyperparameter(s) {unknown}")
+            check_hparams(method, values)  # unknown names, wrong types, out-of-range values
 
 
 @dataclass
@@ -269,6 +280,12 @@ def run_experiment(config: RunConfig, out_dir: str | Path | None = None, log: Ca
     Example:
         >>> results = run_experiment(RunConfig(methods=("finetune",)), "runs/demo")  # doctest: +SKIP
     """
+    from .io import check_output_dir
+
+    # Every output and cache location is checked before any work, not after it.
+    if out_dir is not None:
+        check_output_dir(out_dir, "--out")
+    check_output_dir(cache_root(config.cache_dir), "cache directory")
     config.validate()
     setting = resolve_setting(config)
     start = time.perf_counter()

@@ -172,8 +172,16 @@ def read_index_file(path: str | os.PathLike) -> list[Any]:
             return np.load(path, allow_pickle=False).ravel().tolist()
         except (ValueError, OSError) as exc:
             raise ForgetSetError(f"forget index file {path} is not a readable .npy array ({exc})") from exc
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ForgetSetError(
+            f"forget index file {path} is not a text file (one integer per line) or a .npy array"
+        ) from None
+    except OSError as exc:
+        raise ForgetSetError(f"forget index file {path} cannot be read ({exc.strerror or exc})") from None
     entries = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             entries.extend(line.replace(",", " ").split())
@@ -280,3 +288,4 @@ register_forget_kind("classes", _partial_classes)
 register_forget_kind("full-class", _full_class)
 register_forget_kind("mislabeled", _mislabeled)
 register_forget_kind("indices", _explicit)
+from . import backdoor as _backdoor  # noqa: E402,F401  registers the backdoor forget kind

@@ -1,13 +1,35 @@
-"""Atomic file writes: a reader never sees a half-written result or checkpoint."""
+"""Files: checked before any work, written atomically, locked while built, verified when read.
+
+- :func:`check_output_dir` / :func:`check_output_file`: refuse an output or cache location that
+  exists as the wrong kind, cannot be written or has no space, BEFORE anything is computed.
+- :func:`atomic_path` / :func:`write_json`: a reader never sees a half-written result or checkpoint;
+  files get the usual permissions (``0o666 & ~umask``), not ``mkstemp``'s 0600.
+- :class:`FileLock`: one process builds an artefact while a second one waits, then reuses it.
+- :func:`sha256_of_tensors` / :func:`json_checksum`: content checksums stored with every artefact
+  and verified when it is read back.
+
+Nothing here imports torch at module level (the command line's ``--help`` must stay fast).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
+
+from .errors import OutputError
+
+# Refuse to start a job on a file system with less free space than this.
+MIN_FREE_BYTES = 8 * 2**20
+
+# Every file this process renamed into place, in order (the CLI reports them on an interrupt).
+_WRITTEN: list[Path] = []
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -18,25 +40,153 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(env) if env else Path.home() / ".cache" / "memunlearn"
 
 
+# ---------------------------------------------------------------- checks before any work
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_creatable(path: Path, what: str, min_free_bytes: int) -> None:
+    """``path`` (absent or a directory) can be created and written: its nearest existing
+    ancestor is a writable directory with space left."""
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise OutputError(f"{what} {path} cannot be created: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path.absolute() else f" (in {existing})"
+        raise OutputError(f"{what} {path} is not writable{where}; choose another location")
+    try:
+        stats = os.statvfs(existing)
+    except (AttributeError, OSError):  # no statvfs (Windows) or an exotic file system: skip
+        return
+    free = stats.f_bavail * stats.f_frsize
+    if free < min_free_bytes:
+        raise OutputError(
+            f"no space for {what} {path}: {free / 2**20:.1f} MiB free on its file system "
+            f"(at least {min_free_bytes / 2**20:.0f} MiB needed)"
+        )
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output directory",
+                     min_free_bytes: int = MIN_FREE_BYTES) -> Path:
+    """Check, before any work, that ``path`` can be used as an output or cache directory.
+
+    It may exist (as a directory) or not (then its nearest existing ancestor must be a writable
+    directory); nothing is created.
+
+    Args:
+        path: the directory.
+        what: how the user knows it (``"--out"``, ``"cache directory"``); starts the message.
+        min_free_bytes: refuse a file system with less free space than this.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputError: it is a file, lies under a file, is not writable, or its file system is full.
+
+    Example:
+        >>> check_output_dir("/etc/hostname", "--out")  # doctest: +SKIP
+        Traceback (most recent call last):
+        memunlearn.errors.OutputError: --out /etc/hostname is a file, not a directory; ...
+    """
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path} is a file, not a directory; choose another path or remove the file")
+    _check_creatable(path, what, min_free_bytes)
+    return path
+
+
+def check_output_file(path: str | os.PathLike, what: str = "output file",
+                      min_free_bytes: int = MIN_FREE_BYTES) -> Path:
+    """Check, before any work, that a file can be written (atomically) at ``path``.
+
+    An existing file there is fine (it is replaced only when the new one is complete).
+
+    Raises:
+        OutputError: ``path`` is a directory, its folder cannot be created or written, or its
+            file system is full.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a directory; give a file path")
+    _check_creatable(path.parent if str(path.parent) else Path("."), what, min_free_bytes)
+    return path
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def _umask() -> int:
+    try:  # Linux ≥ 4.7 shows it without changing it (os.umask would, briefly, for every thread)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _output_error(path: Path, exc: OSError) -> OutputError:
+    return OutputError(f"cannot write {path}: {exc.strerror or exc}; nothing was replaced")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    The file gets the permissions a plain ``open`` would give it (``0o666 & ~umask``).
+
+    Raises:
+        OutputError: the folder cannot be created or the file cannot be written (no space,
+            read-only, ...); an existing file at ``path`` is then left as it was.
 
     Example:
         >>> with atomic_path("out/results.json") as tmp:  # doctest: +SKIP
         ...     tmp.write_text("{}")
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _output_error(path, exc) from exc
     tmp = Path(tmp_name)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
         os.replace(tmp, path)
+        _WRITTEN.append(path)
+    except OutputError:
+        raise
+    except OSError as exc:
+        if exc.errno in _WRITE_ERRNOS or exc.filename in (str(tmp), str(path)):
+            raise _output_error(path, exc) from exc
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def written_files(since: int = 0) -> list[Path]:
+    """Files this process has written (renamed into place) so far, from the ``since``-th on.
+
+    Example:
+        >>> before = len(written_files())
+        >>> written_files(before)
+        []
+    """
+    return list(_WRITTEN[since:])
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
@@ -56,3 +206,107 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+# ---------------------------------------------------------------- locks
+
+
+def notice(line: str) -> None:
+    """One line on stderr for the user (waiting for a lock, ...)."""
+    print(f"memunlearn: {line}", file=sys.stderr, flush=True)
+
+
+class FileLock:
+    """An exclusive lock on ``<path>.lock`` (``fcntl.flock``), released when the holder dies.
+
+    Separate :class:`FileLock` objects exclude each other even within one process. Where the
+    platform has no ``fcntl`` (Windows) the lock does nothing.
+
+    Example:
+        >>> import tempfile
+        >>> target = Path(tempfile.mkdtemp()) / "model.safetensors"
+        >>> with FileLock(target):
+        ...     FileLock(target).acquire(blocking=False)
+        False
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(str(path) + ".lock")
+        self._handle = None
+
+    def acquire(self, blocking: bool = True, waiting_message: str | None = None) -> bool:
+        """Take the lock; with ``blocking=False`` return False at once if another holder has it.
+
+        ``waiting_message`` is printed (see :func:`notice`) before blocking on a busy lock.
+        """
+        try:
+            import fcntl
+        except ImportError:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not blocking:
+                handle.close()
+                return False
+            if waiting_message:
+                notice(waiting_message)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the descriptor releases the flock
+            self._handle = None
+
+    def __enter__(self) -> "FileLock":
+        self.acquire(waiting_message=f"waiting for another process to finish {self.path.name[:-5]}")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+# ---------------------------------------------------------------- checksums
+
+
+def sha256_of_tensors(tensors: Mapping[str, Any]) -> str:
+    """SHA-256 of named tensors: names, dtypes, shapes and bytes, in name order.
+
+    Any change to a single byte of any tensor, a name, a dtype or a shape changes it.
+
+    Example:
+        >>> import torch
+        >>> a = sha256_of_tensors({"w": torch.zeros(2)})
+        >>> a == sha256_of_tensors({"w": torch.zeros(2)}), a == sha256_of_tensors({"w": torch.tensor([0.0, 1e-30])})
+        (True, False)
+    """
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(_byte_dtype()).numpy().data)
+    return digest.hexdigest()
+
+
+def _byte_dtype():
+    import torch
+
+    return torch.uint8
+
+
+def json_checksum(payload: Any) -> str:
+    """SHA-256 of ``payload`` as canonical JSON (sorted keys, no spaces; NaN is refused).
+
+    Store it beside a JSON result and compare on reading: a damaged or hand-edited result no
+    longer matches.
+
+    Example:
+        >>> json_checksum({"b": 1, "a": [1.5, None]}) == json_checksum({"a": [1.5, None], "b": 1})
+        True
+    """
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -19,10 +19,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from ..io import atomic_path
+from ..io import atomic_path, sha256_of_tensors
 from ..methods.base import validate_mask
 
 METADATA_KEY = "memunlearn_mask"
+CHECKSUM_KEY = "memunlearn_sha256"
 
 
 class Mask(Mapping):
@@ -138,22 +139,27 @@ class Mask(Mapping):
 
     # Files -------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the mask as safetensors (bool tensors + ``info`` as metadata), atomically.
+        """Write the mask as safetensors (bool tensors + ``info`` and a checksum as metadata), atomically.
 
         Example:
             >>> mask.save("runs/del-mask.safetensors")  # doctest: +SKIP
         """
         tensors = {name: m.contiguous() for name, m in self._entries.items()}
         with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(self.info, default=str)})
+            save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(self.info, default=str),
+                                                   CHECKSUM_KEY: sha256_of_tensors(tensors)})
         return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Mask":
         """Read a mask written by :meth:`save`.
 
+        A mask without a checksum (an older memunlearn's) is accepted with a
+        :class:`~memunlearn.errors.DamagedArtefactWarning`.
+
         Raises:
-            CheckpointError: missing, unreadable, corrupt or non-boolean file.
+            CheckpointError: missing, unreadable, corrupt or non-boolean file, or entries that do
+                not match the checksum stored with them.
 
         Example:
             >>> mask = Mask.load("runs/del-mask.safetensors")  # doctest: +SKIP
@@ -170,6 +176,9 @@ class Mask(Mapping):
             raise CheckpointError(f"mask file {path} is unreadable or corrupt ({exc}); recompute it") from exc
         if METADATA_KEY not in metadata:
             raise CheckpointError(f"{path} is not a memunlearn mask (no mask metadata); write one with `memunlearn localize`")
+        from ..checkpoints import verify_checksum
+
+        verify_checksum(path, tensors, metadata.get(CHECKSUM_KEY), "mask file", require_checksum=False)
         wrong = [name for name, t in tensors.items() if t.dtype != torch.bool]
         if wrong:
             raise CheckpointError(f"mask file {path} has non-boolean entries {wrong[:3]}; recompute it")

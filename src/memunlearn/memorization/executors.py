@@ -7,7 +7,10 @@ dataset arrays), sent once per worker rather than once per task.
 
 - ``local`` (default): one process runs the tasks in turn when ``workers=1``; otherwise a
   ``ProcessPoolExecutor`` with the ``spawn`` start method, each worker using
-  ``max(1, cpus // workers)`` torch threads so the workers do not oversubscribe the CPU.
+  ``max(1, cpus // workers)`` torch threads so the workers do not oversubscribe the CPU (a task
+  may fix its own thread count, as pool members do). Workers exit when their parent dies, even
+  by SIGKILL: on Linux the kernel kills them (``PR_SET_PDEATHSIG``), elsewhere a watchdog thread
+  notices the parent is gone within a second.
 - ``ray``: Ray tasks; ``ray_address`` joins an existing cluster, otherwise a local one starts
   with ``num_cpus=workers``. Ray is an optional extra (``pip install memunlearn[ray]``).
 
@@ -21,6 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator
 
@@ -80,11 +87,41 @@ class Executor:
 _WORKER_SHARED: Any = None
 
 
-def _init_local_worker(threads: int, shared: Any) -> None:
-    """Runs once in each spawned worker: split the CPUs and keep the shared payload."""
+def _init_local_worker(threads: int, shared: Any, parent_pid: int | None = None) -> None:
+    """Runs once in each spawned worker: die with the parent, split the CPUs, keep the shared payload."""
     global _WORKER_SHARED
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
     torch.set_num_threads(threads)
     _WORKER_SHARED = shared
+
+
+def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
+    """Make this process exit when ``parent_pid`` dies (an orphaned worker would train on for nothing).
+
+    On Linux, ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` asks the kernel to kill this process when its
+    parent dies; everywhere, a daemon thread also checks every ``poll_seconds`` that the parent is
+    still this process's parent, and exits otherwise (it also covers a parent that died before
+    the ``prctl`` call).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no libc prctl: the watchdog below still works
+
+    def watchdog() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(poll_seconds)
+
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=watchdog, name="memunlearn-parent-watchdog", daemon=True).start()
 
 
 def _run_in_worker(fn: TaskFn, task: Any) -> Any:
@@ -125,7 +162,8 @@ class LocalExecutor(Executor):
 
         context = multiprocessing.get_context("spawn")  # fork is unsafe once torch has started threads
         with ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_init_local_worker, initargs=(self.threads, shared)
+            self.workers, mp_context=context, initializer=_init_local_worker,
+            initargs=(self.threads, shared, os.getpid())
         ) as pool:
             pending = {pool.submit(_run_in_worker, fn, task): task for task in tasks}
             try:

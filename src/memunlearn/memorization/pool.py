@@ -10,11 +10,15 @@ Layout of a pool folder (default ``$MEMUNLEARN_CACHE/pools/<dataset>-<key>``)::
     member-00000.safetensors  mask [n] uint8, train_logits [n, C] f16, test_logits [m, C] f16
     member-00001.safetensors  ...
 
-Member k depends only on (data, model, recipe, r, seed, k): its subset and its initialisation
-are drawn from ``(seed, k)``. So the key leaves K out: a pool of 64 grows into one of 100 by
-training members 64..99, and an interrupted pool resumes where it stopped. Each member file is
-written atomically (temporary file + rename) as soon as its model finishes; a file that is
-unreadable or does not match the pool is trained again, never read back.
+Member k depends only on (data, model, recipe, r, seed, threads, k): its subset and its
+initialisation are drawn from ``(seed, k)``, and it trains with exactly ``threads`` torch threads
+whatever the executor or the number of workers (float sums depend on the thread count). So the
+key leaves K out: a pool of 64 grows into one of 100 by training members 64..99, and an
+interrupted pool resumes where it stopped, with any number of workers. Each member file is
+written atomically (temporary file + rename) as soon as its model finishes, with the SHA-256 of
+its tensors; a file that is unreadable, damaged (checksum mismatch) or does not match the pool is
+reported and trained again, never read back. A per-member lock lets two processes build one pool
+together without training any member twice.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -33,36 +38,42 @@ from safetensors.torch import save_file
 
 from ..checkpoints import artefact_key, cache_root
 from ..data.core import Dataset, Examples
-from ..errors import ConfigError
-from ..io import atomic_path, write_json
+from ..errors import ConfigError, DamagedArtefactWarning
+from ..io import FileLock, atomic_path, check_output_dir, notice, sha256_of_tensors, write_json
 from ..models import build_model
 from ..training import TrainConfig, predict_logits, recipe_for, train
 from .estimator import MemorizationEstimate, feldman_zhang, split_half_reliability
 from .executors import check_executor, get_executor
 
-POOL_FORMAT = 1
+POOL_FORMAT = 2  # 2: members carry a checksum and train with a fixed thread count
+CHECKSUM_KEY = "memunlearn_sha256"
+DEFAULT_MEMBER_THREADS = 1
 DEFAULT_POOL_SIZE = 100
 DEFAULT_SUBSET_FRACTION = 0.7
 
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """What every pool member is: architecture, training recipe, subset fraction r, pool seed."""
+    """What every pool member is: architecture, training recipe, subset fraction r, pool seed,
+    and the torch threads each member trains with (results depend on it, so it is part of the key)."""
 
     model: str
     width: int
     train: TrainConfig
     subset_fraction: float = DEFAULT_SUBSET_FRACTION
     seed: int = 0
+    threads: int = DEFAULT_MEMBER_THREADS
 
     def __post_init__(self) -> None:
         if not 0 < self.subset_fraction < 1:
             raise ConfigError(f"the subset fraction r must be in (0, 1), got {self.subset_fraction}")
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ConfigError(f"pool members need at least 1 torch thread, got {self.threads!r}")
 
     def to_dict(self) -> dict[str, Any]:
         # The recipe's own seed is not used (each member draws its own from (seed, k)).
         return {"model": self.model, "width": self.width, "train": replace(self.train, seed=0).to_dict(),
-                "subset_fraction": self.subset_fraction, "seed": self.seed}
+                "subset_fraction": self.subset_fraction, "seed": self.seed, "threads": self.threads}
 
     def key(self, dataset: Dataset) -> str:
         return artefact_key(kind="model-pool", format=POOL_FORMAT, data=dataset.fingerprint, **self.to_dict())
@@ -76,6 +87,7 @@ def pool_spec_for(
     subset_fraction: float = DEFAULT_SUBSET_FRACTION,
     seed: int = 0,
     epochs: int | None = None,
+    threads: int = DEFAULT_MEMBER_THREADS,
 ) -> PoolSpec:
     """The pool spec for ``dataset``, filling what is not given from the dataset's recipe.
 
@@ -88,7 +100,7 @@ def pool_spec_for(
     config = train_config or recipe.train
     if epochs is not None:
         config = replace(config, epochs=epochs)
-    return PoolSpec(model or recipe.model, width or recipe.width, config, subset_fraction, seed)
+    return PoolSpec(model or recipe.model, width or recipe.width, config, subset_fraction, seed, threads)
 
 
 def subset_indices(n: int, fraction: float, seed: int, index: int) -> np.ndarray:
@@ -123,6 +135,7 @@ class MemberTask:
     subset_fraction: float
     pool_seed: int
     device: str = "auto"
+    threads: int = DEFAULT_MEMBER_THREADS
 
 
 def dataset_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
@@ -136,8 +149,19 @@ def dataset_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
 def train_member(task: MemberTask, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """Train pool member ``task.index`` on its subset; return its mask, logits and cost.
 
-    Runs in a worker process (or Ray task): a module-level function of picklable arguments.
+    Runs in a worker process (or Ray task): a module-level function of picklable arguments. It
+    trains with exactly ``task.threads`` torch threads, so the result does not depend on how
+    many workers share the CPU.
     """
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(task.threads)
+    try:
+        return _train_member(task, arrays)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train_member(task: MemberTask, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     start = time.perf_counter()
     train_set = Examples(torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["y_train"]))
     test_set = Examples(torch.from_numpy(arrays["x_test"]), torch.from_numpy(arrays["y_test"]))
@@ -180,21 +204,31 @@ def write_member(pool_dir: Path, pool_key: str, result: dict[str, Any]) -> Path:
     metadata = {k: v for k, v in result.items() if k not in tensors}
     metadata["pool_key"] = pool_key
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"memunlearn": json.dumps(metadata)})
+        save_file(tensors, str(tmp), metadata={"memunlearn": json.dumps(metadata),
+                                               CHECKSUM_KEY: sha256_of_tensors(tensors)})
     return path
 
 
 def read_member(path: Path, pool_key: str, index: int, n_train: int, n_test: int, num_classes: int) -> dict[str, Any] | None:
-    """One member file, or None when it is missing, corrupt, or not this pool's member ``index``."""
+    """One member file, or None when it is missing, corrupt, damaged (checksum mismatch; reported
+    with a :class:`~memunlearn.errors.DamagedArtefactWarning`), without a checksum, or not this
+    pool's member ``index``."""
     if not path.is_file():
         return None
     try:
         with safe_open(str(path), framework="pt") as handle:
-            metadata = json.loads((handle.metadata() or {}).get("memunlearn", "{}"))
+            header = handle.metadata() or {}
+            metadata = json.loads(header.get("memunlearn", "{}"))
             tensors = {name: handle.get_tensor(name) for name in ("mask", "train_logits", "test_logits")}
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError):
+        warnings.warn(f"pool member {path} is unreadable or truncated; training it again", DamagedArtefactWarning,
+                      stacklevel=2)
         return None
     if metadata.get("pool_key") != pool_key or metadata.get("index") != index:
+        return None
+    if header.get(CHECKSUM_KEY) != sha256_of_tensors(tensors):
+        warnings.warn(f"pool member {path} is damaged (its tensors do not match the checksum stored with them); "
+                      "training it again", DamagedArtefactWarning, stacklevel=2)
         return None
     if (tuple(tensors["mask"].shape) != (n_train,) or tuple(tensors["train_logits"].shape) != (n_train, num_classes)
             or tuple(tensors["test_logits"].shape) != (n_test, num_classes)):
@@ -266,7 +300,8 @@ def _describe(info: dict[str, Any]) -> str:
     data = info.get("dataset", {})
     return (f"dataset {data.get('name')} (fingerprint {data.get('fingerprint')}, {data.get('n_train')} examples), "
             f"model {info.get('model')} width {info.get('width')}, r={info.get('subset_fraction')}, "
-            f"seed {info.get('seed')}, {info.get('train', {}).get('epochs')} epochs")
+            f"seed {info.get('seed')}, {info.get('train', {}).get('epochs')} epochs, "
+            f"{info.get('threads', 'any number of')} thread(s) per member")
 
 
 def read_pool_info(pool_dir: str | os.PathLike) -> dict[str, Any]:
@@ -290,6 +325,11 @@ def check_pool_matches(pool_dir: Path, info: dict[str, Any], expected: dict[str,
     Raises:
         ConfigError: naming both settings.
     """
+    if info.get("format") != expected["format"]:
+        raise ConfigError(
+            f"the model pool in {pool_dir} was built by an older memunlearn (pool format {info.get('format')}, "
+            f"now {expected['format']}); delete that folder and build the pool again"
+        )
     if info.get("key") != expected["key"]:
         raise ConfigError(
             f"the model pool in {pool_dir} was built for {_describe(info)}, not for {_describe(expected)}; "
@@ -315,7 +355,8 @@ def build_pool(
 
     Members already on disk are kept; only missing or unreadable ones are trained, through the
     executor, and each is saved the moment it finishes. Interrupting the call loses at most the
-    members in flight.
+    members in flight. Another process building the same pool at the same time trains other
+    members; a member it is training is waited for, not trained twice.
 
     Args:
         dataset: the training set the members subsample (and the test set they are scored on).
@@ -328,7 +369,8 @@ def build_pool(
         ray_address: an existing Ray cluster to join.
         device: where members train (``auto`` = CUDA when present).
         cpus: CPUs the local workers share (default: all this process may use).
-        on_member: called with each finished member's result (e.g. to report progress).
+        on_member: called with each finished member's result, plus ``trained_this_run``,
+            ``present`` (members on disk now), ``pool_size`` and ``elapsed`` seconds (for progress).
 
     Returns:
         The loaded :class:`ModelPool` of the first ``pool_size`` members, ``build`` saying how
@@ -349,6 +391,7 @@ def build_pool(
     if ray_address and executor != "ray":
         raise ConfigError("--ray-address only applies to --executor ray")
     directory = Path(pool_dir) if pool_dir is not None else default_pool_dir(dataset, spec, cache_dir)
+    check_output_dir(directory, "pool directory")
     expected = _pool_info(dataset, spec)
     if (directory / "pool.json").is_file():
         check_pool_matches(directory, read_pool_info(directory), expected)
@@ -358,24 +401,60 @@ def build_pool(
         write_json(directory / "pool.json", expected)
     key = expected["key"]
     data = expected["dataset"]
-    missing = [k for k in range(pool_size)
-               if read_member(member_path(directory, k), key, k, data["n_train"], data["n_test"], data["num_classes"]) is None]
+
+    def finished(k: int) -> bool:
+        return read_member(member_path(directory, k), key, k, data["n_train"], data["n_test"],
+                           data["num_classes"]) is not None
+
+    missing = [k for k in range(pool_size) if not finished(k)]
+    reused = pool_size - len(missing)
+    trained = 0
     start = time.perf_counter()
-    if missing:
-        tasks = [MemberTask(k, key, spec.model, spec.width, data["in_channels"], data["num_classes"],
-                            data["image_size"], spec.train, spec.subset_fraction, spec.seed, str(device))
-                 for k in missing]
-        with get_executor(executor, workers, ray_address, cpus) as runner:
-            for _, result in runner.map(train_member, tasks, shared=dataset_arrays(dataset)):
-                write_member(directory, key, result)
-                if on_member is not None:
-                    on_member(result)
+    while missing:
+        # Claim the members no other process is training; wait for one of the others if none is free.
+        claimed: dict[int, FileLock] = {}
+        busy = []
+        for k in missing:
+            lock = FileLock(_member_lock_path(directory, k))
+            if not lock.acquire(blocking=False):
+                busy.append(k)
+            elif finished(k):  # another process finished it meanwhile
+                lock.release()
+            else:
+                claimed[k] = lock
+        try:
+            if claimed:
+                tasks = [MemberTask(k, key, spec.model, spec.width, data["in_channels"], data["num_classes"],
+                                    data["image_size"], spec.train, spec.subset_fraction, spec.seed, str(device),
+                                    spec.threads)
+                         for k in claimed]
+                with get_executor(executor, workers, ray_address, cpus) as runner:
+                    for task, result in runner.map(train_member, tasks, shared=dataset_arrays(dataset)):
+                        write_member(directory, key, result)
+                        claimed.pop(task.index).release()
+                        trained += 1
+                        if on_member is not None:
+                            present = pool_size - len(missing) + trained
+                            on_member({**result, "trained_this_run": trained, "present": present,
+                                       "pool_size": pool_size, "elapsed": time.perf_counter() - start})
+            elif busy:
+                notice(f"waiting for another process that is training member {busy[0]} of the pool in {directory}")
+                with FileLock(_member_lock_path(directory, busy[0])):
+                    pass
+        finally:
+            for lock in claimed.values():
+                lock.release()
+        missing = [k for k in missing if not finished(k)]
     wall = time.perf_counter() - start
     pool = load_pool(directory, dataset, pool_size=pool_size)
-    pool.build = {"trained": len(missing), "reused": pool_size - len(missing), "wall_time": wall,
-                  "executor": executor, "workers": workers,
-                  "models_per_minute": 60 * len(missing) / wall if missing and wall > 0 else float("nan")}
+    pool.build = {"trained": trained, "reused": reused, "by_others": pool_size - reused - trained,
+                  "wall_time": wall, "executor": executor, "workers": workers,
+                  "models_per_minute": 60 * trained / wall if trained and wall > 0 else float("nan")}
     return pool
+
+
+def _member_lock_path(directory: Path, index: int) -> Path:
+    return Path(directory) / ".locks" / f"member-{index:05d}"
 
 
 def load_pool(

@@ -122,7 +122,7 @@ def test_eval_mode_batchnorm_and_model_untouched():
     examples = Examples(torch.randn(8, 3), torch.randint(0, 2, (8,)))
     gradient = accumulate_gradient(model, examples, batch_size=8, device="cpu")
     eval_copy = copy.deepcopy(model).eval()
-    loss = nn.functional.cross_entropy(eval_copy(examples.x), examples.y)
+    loss = nn.functional.cross_entropy(eval_copy(examples.x), examples.y, reduction="sum")
     expected = torch.autograd.grad(loss, list(eval_copy.parameters()))
     for (name, _), g in zip(model.named_parameters(), expected):
         assert torch.allclose(gradient[name], g, atol=1e-6), name

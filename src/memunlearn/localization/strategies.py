@@ -9,10 +9,10 @@ The DEL paper's 2×2 ablation is spelled ``{param,channel}-{grad,weighted-grad}`
 ==========  ========================  =================================
 name        per-entry score           granularity
 ==========  ========================  =================================
-param-grad             |Σ_b ∇CE|        per entry (= SalUn's saliency)
-param-weighted-grad    |θ ⊙ Σ_b ∇CE|    per entry
-channel-grad           |Σ_b ∇CE|        top-h mean per output row
-channel-weighted-grad  |θ ⊙ Σ_b ∇CE|    top-h mean per output row (= ``del``)
+param-grad             |Σ_i ∇CE_i|      per entry (= SalUn's saliency)
+param-weighted-grad    |θ ⊙ Σ_i ∇CE_i|  per entry
+channel-grad           |Σ_i ∇CE_i|      top-h mean per output row
+channel-weighted-grad  |θ ⊙ Σ_i ∇CE_i|  top-h mean per output row (= ``del``)
 ==========  ========================  =================================
 """
 
@@ -119,7 +119,12 @@ def check_budget(budget: float) -> None:
 def accumulate_gradient(
     model: nn.Module, examples: Examples, batch_size: int = 128, device: str | torch.device | None = "auto"
 ) -> dict[str, Tensor]:
-    """G = Σ_batches ∇_θ CE_mean(batch), with BatchNorm in eval mode (running statistics).
+    """G = ∇_θ Σ_i CE(x_i, y_i) over ``examples``, with BatchNorm in eval mode (running statistics).
+
+    Every example weighs the same whatever ``batch_size`` is: each batch contributes the SUM of
+    its per-example losses. (Summing per-batch means would let a trailing partial batch of 12
+    count as much as a full one of 128.) In eval mode the examples do not interact, so G does
+    not depend on how they are batched, up to float rounding.
 
     One forward and backward pass over ``examples``; ``model`` is left untouched (no ``.grad``,
     no optimizer step, no change of train/eval mode).
@@ -137,7 +142,7 @@ def accumulate_gradient(
     params = [p for _, p in work.named_parameters()]
     total = [torch.zeros_like(p) for p in params]
     for x, y in examples.batches(batch_size):
-        loss = nn.functional.cross_entropy(work(x.to(device)), y.to(device))
+        loss = nn.functional.cross_entropy(work(x.to(device)), y.to(device), reduction="sum")
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         for acc, g in zip(total, grads):
             if g is not None:
@@ -155,7 +160,7 @@ def gradient_scores(
 ) -> dict[str, Tensor]:
     """Per-entry scores from a summed gradient G: |G| (``grad``) or |θ ⊙ G| (``weighted-grad``).
 
-    The absolute value is taken AFTER summing over batches. With ``granularity="channel"``, rows of
+    The absolute value is taken AFTER summing over examples. With ``granularity="channel"``, rows of
     tensors with ≥ 2 dims are scored by :func:`row_scores`.
 
     Example:

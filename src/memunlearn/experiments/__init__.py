@@ -1,0 +1,81 @@
+"""The experiment core: spec → splits (original, forget set, oracle) → cells → summary → results.
+
+The CLI (``memunlearn run``), the benchmarks and tuning all run experiments through
+:func:`run_experiment`, so they share every cached original, oracle and finished cell.
+
+Example:
+    >>> from memunlearn.experiment import spec_from_dict, run_experiment
+    >>> spec = spec_from_dict({"data": {"train_subset": 300}, "methods": {"run": ["finetune"]}})
+    >>> results = run_experiment(spec, "runs/demo")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .run import run_experiment
+from .setup import Setting, Split, prepare_split, resolve_setting, train_cached
+from .spec import (
+    DataSpec, EvaluationSpec, ExecutorSpec, ExperimentSpec, MethodCell, ModelSpec, TuningSpec, check_spec,
+    load_spec, spec_from_dict, write_spec,
+)
+from .summary import METRIC_NAMES, summarise, versions
+
+
+def default_methods() -> tuple[str, ...]:
+    """Every registered method, in registry order (what ``memunlearn run`` runs by default)."""
+    from ..methods import available_methods
+
+    return tuple(available_methods())
+
+
+@dataclass
+class RunConfig:
+    """The command line's view of a single-forget-rule experiment; :meth:`to_spec` makes the spec.
+
+    Kept for notebooks and scripts written against earlier versions; new code builds an
+    :class:`ExperimentSpec` (or a TOML file) directly.
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    model: str | None = None
+    width: int | None = None
+    forget: str = "iid:0.1"
+    methods: tuple[str, ...] = field(default_factory=default_methods)
+    seed: int = 0
+    seeds: int = 1
+    epochs: int | None = None
+    train_subset: int | None = None
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    device: str = "auto"
+    fast: bool = False
+    cache_dir: str | None = None
+    rum_score: str = "confidence"
+    noise_floor: bool = True
+
+    def to_spec(self) -> ExperimentSpec:
+        from ..errors import ConfigError
+
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+        spec = ExperimentSpec(
+            data=DataSpec(self.dataset, self.data_dir, self.train_subset),
+            model=ModelSpec(self.model, self.width, self.epochs, self.fast),
+            forget=(self.forget,), seeds=tuple(range(self.seed, self.seed + self.seeds)),
+            methods=tuple(self.methods), hparams={k: dict(v) for k, v in self.hparams.items()},
+            evaluation=EvaluationSpec(noise_floor=self.noise_floor),
+            device=self.device, cache_dir=self.cache_dir, rum_score=self.rum_score,
+        )
+        check_spec(spec)
+        return spec
+
+
+__all__ = [
+    "DataSpec", "EvaluationSpec", "ExecutorSpec", "ExperimentSpec", "METRIC_NAMES", "MethodCell", "ModelSpec",
+    "RunConfig", "Setting", "Split", "TuningSpec", "check_spec", "default_methods", "load_spec", "prepare_split",
+    "resolve_setting", "run_experiment", "spec_from_dict", "summarise", "train_cached", "versions", "write_spec",
+]

@@ -1,0 +1,173 @@
+"""Cells: one seed × forget rule × method × hyperparameters, computed once and kept.
+
+A cell's result is written atomically, with a checksum, to ``<cache>/cells/<key>.json`` the
+moment it finishes; the key is the hash of everything that produced it. A sweep killed at any
+moment and started again reuses every finished cell and never reads a half-written or damaged
+one (a checksum mismatch is reported and the cell recomputed). A per-cell lock makes a second
+sweep on the same cache wait for a cell the first is computing, then reuse it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .. import __version__
+from ..checkpoints import artefact_key
+from ..errors import DivergedError
+from ..evaluation import compare_to_oracle, evaluate
+from ..io import atomic_path
+from ..methods import method_defaults, unlearn
+from ..rum import RunPartitions, parse_entry, run_entry
+from .setup import Setting, Split
+
+# Bump when what a cell computes changes, so old cells are not reused.
+CELL_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What one cell runs; ``key`` identifies its result in the cache."""
+
+    seed: int
+    rule: str
+    entry: str
+    label: str
+    hparams: dict[str, Any]
+    key: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"seed": self.seed, "forget": self.rule, "method": self.entry, "label": self.label,
+                "hparams": self.hparams}
+
+
+def cell_key(setting: Setting, split: Split, entry: str, hparams: dict[str, Any], rum_score: str) -> str:
+    """The hash of everything that determines a cell's result."""
+    pipeline = parse_entry(entry)
+    return artefact_key(
+        format=CELL_FORMAT, version=__version__, setting=setting.key(), data=split.dataset.fingerprint,
+        seed=split.seed, forget=artefact_key(indices=split.forget_set.indices.tolist()), entry=entry,
+        hparams=hparams, rum_score=rum_score if pipeline and pipeline[0] in ("rum", "rum-f") else None,
+        device=setting.device.type,
+    )
+
+
+def canonical(payload: Any) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def checksum(payload: Any) -> str:
+    return hashlib.sha256(canonical(payload).encode()).hexdigest()
+
+
+class CellStore:
+    """The cache directory of finished cells."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        """The finished cell's result, or None if absent or damaged (a damaged one is reported)."""
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            stored = json.loads(path.read_text())
+            result = stored["result"]
+            intact = stored.get("sha256") == checksum(result)
+        except (OSError, ValueError, KeyError, TypeError):
+            intact = False
+        if not intact:
+            warnings.warn(f"cell result {path} is damaged (checksum mismatch); computing it again", stacklevel=2)
+            return None
+        return result
+
+    def save(self, cell: Cell, result: dict[str, Any]) -> None:
+        payload = {"key": cell.key, "cell": cell.describe(), "result": result, "sha256": checksum(result)}
+        with atomic_path(self.path(cell.key)) as tmp:
+            tmp.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n")
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold the cell's lock: a second sweep computing the same cell waits here."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{key}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None (strict JSON, SPEC §6)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    if isinstance(value, np.generic):
+        return finite_json(value.item())
+    return value
+
+
+def compute_cell(cell: Cell, split: Split, setting: Setting, rum_score: str) -> dict[str, Any]:
+    """Run the cell's method on its split and score it against the oracle."""
+    device = str(setting.device)
+    pipeline = parse_entry(cell.entry)
+    hparams: dict[str, Any]
+    try:
+        if pipeline is not None:
+            partitions = _partitions(split, setting, rum_score)
+            result = run_entry(cell.entry, split.original, split.dataset.train, partitions, hparams=cell.hparams,
+                               seed=split.seed, device=device)
+            hparams = dict(result.hparams)
+        else:
+            hparams = {**cell.hparams}
+            if cell.entry == "retrain":  # retrain = the oracle's recipe unless set
+                for key in ("epochs", "lr", "batch_size", "momentum", "weight_decay", "final_lr_fraction"):
+                    hparams.setdefault(key, getattr(setting.train_config, key))
+            result = unlearn(cell.entry, split.original, split.forget, split.retain, seed=split.seed, device=device,
+                             **hparams)
+            hparams = {**method_defaults(cell.entry), **result.hparams}
+        metrics = evaluate(result.model, split.forget, split.retain, split.test, setting.device, split.seed)
+    except DivergedError as exc:
+        return {"status": "diverged", "error": str(exc), "hparams": finite_json(cell.hparams)}
+    entry: dict[str, Any] = {
+        "status": "ok", "metrics": metrics, "vs_oracle": compare_to_oracle(metrics, split.oracle_metrics),
+        "cost": result.cost.to_dict(), "time_fraction": result.cost.wall_time / split.oracle_time,
+        "hparams": {**hparams, "seed": split.seed},
+    }
+    if pipeline is not None:
+        entry["steps"] = result.step_records
+        entry["rum"] = _partitions(split, setting, rum_score).description
+    return finite_json(entry)
+
+
+def _partitions(split: Split, setting: Setting, rum_score: str) -> RunPartitions:
+    """RUM's refinement of the split's forget set, shared by every pipeline cell of the split."""
+    cached = getattr(split, "_rum_partitions", None)
+    if cached is None:
+        def scores_for(source: str) -> np.ndarray:
+            from ..memorization import memorization_scores
+
+            return memorization_scores(source, split.dataset, split.original, split.dynamics,
+                                       device=str(setting.device), cache_dir=str(setting.cache.parent),
+                                       seed=split.seed)
+
+        cached = RunPartitions(split.forget_set, rum_score, scores_for)
+        object.__setattr__(split, "_rum_partitions", cached)
+    return cached

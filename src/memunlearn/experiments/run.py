@@ -1,0 +1,201 @@
+"""Running a spec: splits → cells (through an executor) → summary → results.json."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .. import __version__
+from ..checkpoints import cache_root
+from ..io import write_json
+from .cells import Cell, CellStore, cell_key, compute_cell, finite_json
+from .setup import Setting, Split, prepare_split, resolve_setting
+from .spec import ExperimentSpec, check_spec, spec_from_dict
+from .summary import summarise, versions
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    out_dir: str | Path | None = None,
+    log: Log = _quiet,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run every cell of ``spec`` (reusing finished ones) and, if ``out_dir``, write results.json.
+
+    Args:
+        spec: what to run (see :mod:`memunlearn.experiment.spec`); a legacy
+            :class:`~memunlearn.experiment.RunConfig` is accepted too.
+        out_dir: where to write ``results.json`` and ``forget_indices_seed{S}[_{i}].txt``; written
+            only when every cell has finished, atomically, so a failed run leaves earlier results
+            intact. Each cell is kept in the cache the moment it finishes.
+        log: called with one line per stage and per cell (done / reused, ETA).
+        command: the command line that started the run, recorded in results.json.
+
+    Returns:
+        The results dictionary (also what results.json holds): the spec, versions, per forget
+        rule the per-seed rows and the summary (mean and 95% t-interval over seeds).
+
+    Raises:
+        MemunlearnError: bad configuration or data (CLI exit code 2).
+
+    Example:
+        >>> spec = spec_from_dict({"methods": {"run": ["finetune"]}})
+        >>> results = run_experiment(spec, "runs/demo")  # doctest: +SKIP
+    """
+    if not isinstance(spec, ExperimentSpec):
+        spec = spec.to_spec()
+    check_spec(spec)
+    setting = resolve_setting(spec)
+    start = time.perf_counter()
+    torch.use_deterministic_algorithms(False)
+    store = CellStore(cache_root(spec.cache_dir) / "cells")
+    groups, all_forget_sets = [], []
+    counts = {"cells": 0, "reused": 0, "computed": 0}
+    method_cells = spec.method_cells()
+    total = len(spec.forget) * len(spec.seeds) * len(method_cells)
+    progress = _Progress(total, log)
+    for rule in spec.forget:
+        rows, forget_sets = [], []
+        for seed in spec.seeds:
+            split = prepare_split(spec, setting, seed, rule, log)
+            cells = [Cell(seed, rule, m.entry, m.label, m.hparams, cell_key(setting, split, m.entry, m.hparams,
+                                                                            spec.rum_score))
+                     for m in method_cells]
+            row = {**split.row, "methods": {}}
+            for cell, result, reused in _run_cells(cells, split, setting, spec, store):
+                row["methods"][cell.label] = result
+                counts["cells"] += 1
+                counts["reused" if reused else "computed"] += 1
+                progress.done(cell, result, reused)
+            if getattr(split, "_rum_partitions", None) is not None and split._rum_partitions.description:
+                row["rum"] = split._rum_partitions.description
+            rows.append(row)
+            forget_sets.append(split.forget_set)
+            all_forget_sets.append((rule, split.forget_set))
+        groups.append({
+            "forget": rule,
+            "forget_set": {"per_seed": {str(f.seed): {**f.to_dict(), "indices_file": _indices_stem(spec, rule, f.seed)
+                                                      + ".txt"} for f in forget_sets}},
+            "per_seed": rows,
+            "summary": summarise(rows, [m.label for m in method_cells]),
+        })
+    results = finite_json({
+        "format": 2,
+        "memunlearn_version": __version__,
+        "spec": spec.to_dict(),
+        "command": command,
+        "setting": setting.describe(),
+        "versions": versions(),
+        "device": str(setting.device),
+        "seeds": list(spec.seeds),
+        "dataset": {
+            "name": setting.dataset.name, "n_train": len(setting.dataset.train), "n_test": len(setting.dataset.test),
+            "classes": setting.dataset.classes, "fingerprint": setting.dataset.fingerprint,
+            "evaluated_on": "validation split" if spec.data.validation else "test set",
+        },
+        "groups": groups,
+        "cells": counts,
+        "wall_time": time.perf_counter() - start,
+    })
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        for rule, forget_set in all_forget_sets:
+            forget_set.save(out_dir, stem=_indices_stem(spec, rule, forget_set.seed))
+        write_json(out_dir / "results.json", results)
+    return results
+
+
+def _indices_stem(spec: ExperimentSpec, rule: str, seed: int) -> str:
+    if len(spec.forget) == 1:
+        return f"forget_indices_seed{seed}"
+    return f"forget_indices_{spec.forget.index(rule)}_seed{seed}"
+
+
+def _run_cells(cells: list[Cell], split: Split, setting: Setting, spec: ExperimentSpec, store: CellStore):
+    """Yield (cell, result, reused) for each cell, computing only those not already stored."""
+    pending = []
+    for cell in cells:
+        stored = store.load(cell.key)
+        if stored is not None:
+            yield cell, stored, True
+        else:
+            pending.append(cell)
+    if not pending:
+        return
+    if spec.executor.workers == 1 and spec.executor.name == "local":
+        for cell in pending:
+            yield (cell, *_compute_or_reuse(cell, split, setting, spec, store))
+        return
+    from ..memorization.executors import get_executor
+
+    shared = {"spec": spec.to_dict()}
+    with get_executor(spec.executor.name, spec.executor.workers, spec.executor.ray_address) as executor:
+        for cell, (result, reused) in executor.map(_cell_task, pending, shared=shared):
+            yield cell, result, reused
+
+
+def _compute_or_reuse(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpec,
+                      store: CellStore) -> tuple[dict[str, Any], bool]:
+    with store.lock(cell.key):
+        stored = store.load(cell.key)  # another sweep may have finished it while we waited
+        if stored is not None:
+            return stored, True
+        result = compute_cell(cell, split, setting, spec.rum_score)
+        store.save(cell, result)
+        return result, False
+
+
+_WORKER_STATE: dict[str, Any] = {}
+
+
+def _cell_task(cell: Cell, shared: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """A cell in a worker process: rebuild its split from the cache (memoised per process)."""
+    spec = spec_from_dict(shared["spec"])
+    if "setting" not in _WORKER_STATE:
+        _WORKER_STATE["setting"] = resolve_setting(spec)
+    setting = _WORKER_STATE["setting"]
+    key = (cell.seed, cell.rule)
+    if key not in _WORKER_STATE:
+        _WORKER_STATE[key] = prepare_split(spec, setting, cell.seed, cell.rule, _quiet)
+    store = CellStore(cache_root(spec.cache_dir) / "cells")
+    return _compute_or_reuse(cell, _WORKER_STATE[key], setting, spec, store)
+
+
+class _Progress:
+    """One line per finished cell: how many are done, how many were reused, and an ETA."""
+
+    def __init__(self, total: int, log: Log):
+        self.total, self.log = total, log
+        self.done_count = self.reused = 0
+        self.computed_time = 0.0
+        self.start = time.perf_counter()
+
+    def done(self, cell: Cell, result: dict[str, Any], reused: bool) -> None:
+        self.done_count += 1
+        self.reused += reused
+        computed = self.done_count - self.reused
+        elapsed = time.perf_counter() - self.start
+        remaining = self.total - self.done_count
+        eta = f", ETA {_duration(elapsed / computed * remaining)}" if computed and remaining else ""
+        status = result.get("status")
+        what = "reused" if reused else ("diverged" if status == "diverged" else
+                                         f"{result.get('cost', {}).get('wall_time', 0):.1f}s")
+        self.log(f"cell {self.done_count}/{self.total} ({self.reused} reused{eta}): {cell.label}, seed {cell.seed}, "
+                 f"{cell.rule}: {what}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,181 @@
+"""The experiment core: specs, sweeps of cells, resuming after kill -9, concurrent sweeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from memunlearn.errors import ConfigError
+from memunlearn.experiments import load_spec, run_experiment, spec_from_dict, write_spec
+from memunlearn.experiments.cells import CellStore
+
+TINY = {
+    "data": {"train_subset": 200},
+    "model": {"epochs": 2},
+    "evaluation": {"noise_floor": False},
+}
+
+
+def tiny_spec(cache: Path, **sections) -> dict:
+    payload = {**TINY, **sections}
+    payload["run"] = {"device": "cpu", "cache_dir": str(cache), **sections.get("run", {})}
+    return payload
+
+
+def test_spec_round_trip_through_toml_and_results(tmp_path):
+    spec = spec_from_dict(tiny_spec(tmp_path, forget={"rules": ["iid:0.1", "classes:3,5"]}, seeds={"first": 2, "count": 2},
+                                    methods={"run": ["finetune", "neggrad+"], "finetune": {"lr": [0.01, 0.05]},
+                                             "neggrad+": {"beta": 0.95}}))
+    path = write_spec(spec, tmp_path / "spec.toml")
+    assert load_spec(path) == spec
+    assert spec.seeds == (2, 3)
+    (tmp_path / "results.json").write_text(json.dumps({"spec": spec.to_dict()}))
+    assert load_spec(tmp_path / "results.json") == spec
+
+
+def test_sweep_labels_name_only_the_swept_values():
+    spec = spec_from_dict({"methods": {"run": ["finetune", "ssd", "rum:none:finetune:salun"],
+                                       "finetune": {"lr": [0.01, 0.05], "epochs": 2}}})
+    cells = spec.method_cells()
+    assert [c.label for c in cells] == [
+        "finetune[lr=0.01]", "finetune[lr=0.05]", "ssd",
+        "rum:none:finetune:salun[finetune.lr=0.01]", "rum:none:finetune:salun[finetune.lr=0.05]",
+    ]
+    assert cells[0].hparams == {"lr": 0.01, "epochs": 2}
+    assert cells[3].hparams == {"finetune": {"lr": 0.01, "epochs": 2}, "salun": {}}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[data]\ndataset = 'digits'\n[nonsense]\nx = 1\n", "spec.toml:3: [nonsense]: unknown section"),
+    ("[data]\ndataset = 'digits'\ntrain_subsett = 5\n", "spec.toml:3: [data] train_subsett: unknown key"),
+    ("[model]\nwidth = 'wide'\n", "spec.toml:2: [model] width: must be an integer"),
+    ("[forget]\nrule = 'iid'\nrules = ['iid']\n", "give either rule or rules"),
+    ("[seeds]\nlist = [0, 1]\ncount = 2\n", "give either list or first/count"),
+    ("[seeds]\ncount = 0\n", "spec.toml:2: [seeds] count: must be an integer >= 1"),
+    ("[methods]\nrun = ['finetune']\n[methods.ssd]\nselection = 5.0\n", "spec.toml:3: [methods] ssd: hyperparameters given for 'ssd'"),
+    ("[methods]\nrun = ['finetune']\n[methods.finetune]\nlr = [0.1, -1]\n", "finetune.lr must be a number > 0, got -1"),
+    ("[methods]\nrun = ['finetune', 'finetune']\n", "'finetune' is listed twice"),
+    ("[methods]\nrun = ['nope']\n", "unknown method 'nope'"),
+    ("[tuning]\ncost_cap = 0\n", "spec.toml:2: [tuning] cost_cap: must be > 0"),
+    ("[data\n", "is not valid TOML"),
+])
+def test_spec_errors_name_the_key_and_line(tmp_path, text, message):
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_spec(path)
+    assert message in str(error.value)
+
+
+def test_results_without_a_spec_are_refused(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"summary": {}}))
+    with pytest.raises(ConfigError, match="carries no experiment spec"):
+        load_spec(tmp_path / "results.json")
+
+
+def test_cells_are_reused_and_a_damaged_cell_is_recomputed(tmp_path):
+    spec = spec_from_dict(tiny_spec(tmp_path / "cache", methods={"run": ["ssd", "finetune"], "finetune": {"epochs": 1}}))
+    first = run_experiment(spec, tmp_path / "a")
+    assert first["cells"] == {"cells": 2, "reused": 0, "computed": 2}
+    second = run_experiment(spec, tmp_path / "b")
+    assert second["cells"] == {"cells": 2, "reused": 2, "computed": 0}
+    assert second["groups"] == first["groups"]
+    cell_files = sorted((tmp_path / "cache" / "cells").glob("*.json"))
+    assert len(cell_files) == 2
+    damaged = json.loads(cell_files[0].read_text())
+    damaged["result"]["vs_oracle"]["tow"] = 0.123  # the content changed, the checksum did not
+    cell_files[0].write_text(json.dumps(damaged))
+    with pytest.warns(UserWarning, match="damaged"):
+        third = run_experiment(spec, tmp_path / "c")
+    assert third["cells"] == {"cells": 2, "reused": 1, "computed": 1}
+    for label in ("ssd", "finetune"):
+        assert third["groups"][0]["per_seed"][0]["methods"][label]["metrics"] == \
+            first["groups"][0]["per_seed"][0]["methods"][label]["metrics"]
+
+
+def test_results_json_is_strict_and_reruns(tmp_path):
+    spec = spec_from_dict(tiny_spec(tmp_path / "cache", methods={"run": ["ssd"]}))
+    run_experiment(spec, tmp_path / "out")
+    text = (tmp_path / "out" / "results.json").read_text()
+    payload = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert payload["groups"][0]["summary"]["methods"]["ssd"]["tow"]["half_width"] is None  # one seed: undefined
+    assert load_spec(tmp_path / "out" / "results.json") == spec
+    assert (tmp_path / "out" / "forget_indices_seed0.txt").is_file()
+
+
+SWEEP_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+from memunlearn.experiments import load_spec, run_experiment
+results = run_experiment(load_spec(sys.argv[1]), sys.argv[2], log=lambda line: print(line, flush=True))
+print("CELLS", results["cells"], flush=True)
+"""
+
+
+def _sweep(spec_path: Path, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([sys.executable, "-c", SWEEP_SCRIPT, str(spec_path), str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def _metrics(results: dict) -> list:
+    """Everything per cell except timings (which no two runs share)."""
+    return [
+        {label: (entry["status"], entry.get("metrics"), entry.get("vs_oracle"), entry["cost"]["steps"])
+         for label, entry in row["methods"].items()}
+        for group in results["groups"] for row in group["per_seed"]
+    ]
+
+
+def _sweep_spec(tmp_path: Path, cache: Path) -> Path:
+    spec = spec_from_dict(tiny_spec(cache, methods={"run": ["finetune"], "finetune": {"epochs": 1, "lr": [0.01, 0.02, 0.03, 0.04, 0.05]}},
+                                    seeds={"count": 2}))
+    return write_spec(spec, tmp_path / f"spec-{cache.name}.toml")
+
+
+def test_sweep_killed_with_sigkill_resumes_without_recomputing(tmp_path):
+    cache = tmp_path / "cache"
+    spec_path = _sweep_spec(tmp_path, cache)
+    cells_dir = cache / "cells"
+    kept: dict[str, bytes] = {}
+    for kill_after in (1, 4, 7):  # kill at several points of the sweep
+        process = _sweep(spec_path, tmp_path / "out")
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(cells_dir.glob("*.json"))) < kill_after and process.poll() is None:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        for path in cells_dir.glob("*.json"):
+            kept.setdefault(path.name, path.read_bytes())
+        assert not (tmp_path / "out" / "results.json").exists()
+    process = _sweep(spec_path, tmp_path / "out")
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    assert f"'reused': {len(kept)}" in output  # every cell finished before a kill was reused
+    for name, content in kept.items():
+        assert (cells_dir / name).read_bytes() == content, f"{name} was rewritten"
+    resumed = json.loads((tmp_path / "out" / "results.json").read_text())
+    fresh = _sweep(_sweep_spec(tmp_path, tmp_path / "fresh-cache"), tmp_path / "fresh-out")
+    output, _ = fresh.communicate(timeout=300)
+    assert fresh.returncode == 0, output
+    uninterrupted = json.loads((tmp_path / "fresh-out" / "results.json").read_text())
+    assert _metrics(resumed) == _metrics(uninterrupted)
+
+
+def test_two_concurrent_sweeps_on_one_cache_compute_each_cell_once(tmp_path):
+    cache = tmp_path / "cache"
+    spec_path = _sweep_spec(tmp_path, cache)
+    first, second = _sweep(spec_path, tmp_path / "a"), _sweep(spec_path, tmp_path / "b")
+    outputs = [p.communicate(timeout=300)[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    a, b = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("a", "b"))
+    assert a["cells"]["computed"] + b["cells"]["computed"] == a["cells"]["cells"] == 10
+    assert _metrics(a) == _metrics(b)
+    assert len(list(CellStore(cache / "cells").root.glob("*.json"))) == 10

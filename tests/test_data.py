@@ -17,6 +17,7 @@ from memunlearn.data import (
 import memunlearn.data as data_module
 from memunlearn.data import readers
 from memunlearn.errors import ConfigError, DataError
+from memunlearn.registry import Registry
 
 
 @pytest.fixture(autouse=True)
@@ -271,7 +272,7 @@ def test_second_load_reads_the_cache(tmp_path, cache, monkeypatch):
     first = load_dataset("mnist", tmp_path / "mnist")
     (folder,) = cache.iterdir()
     assert {p.name for p in folder.iterdir()} == {"x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy", "meta.json"}
-    monkeypatch.setitem(data_module._DATASETS, "mnist", Reader(refuse_to_decode, readers.mnist_sources))
+    monkeypatch.setattr(data_module, "_DATASETS", registry_with(mnist=Reader(refuse_to_decode, readers.mnist_sources)))
     second = load_dataset("mnist", tmp_path / "mnist")
     assert torch.equal(first.train.x, second.train.x) and first.fingerprint == second.fingerprint
     assert second.classes == first.classes
@@ -306,8 +307,16 @@ def test_unknown_name_lists_known_datasets():
         load_dataset("imagenet")
 
 
+def registry_with(**replaced: Reader) -> Registry:
+    """A copy of the dataset registry (so a test never changes the real one), some readers replaced."""
+    copy = Registry("dataset")
+    for name in data_module._DATASETS:
+        copy.register(name, replaced.get(name, data_module._DATASETS.get(name)))
+    return copy
+
+
 def test_register_plain_function_and_reject_duplicates(monkeypatch):
-    monkeypatch.setattr(data_module, "_DATASETS", dict(data_module._DATASETS))
+    monkeypatch.setattr(data_module, "_DATASETS", registry_with())
     x = np.arange(6 * 2 * 4 * 4, dtype=np.uint8).reshape(6, 2, 4, 4)
     y = np.array([0, 1, 0, 1, 0, 1])
     register_dataset("tiny", lambda data_dir: RawData(x, y, x[:2], y[:2], ["a", "b"]))
@@ -320,6 +329,37 @@ def test_register_plain_function_and_reject_duplicates(monkeypatch):
     register_dataset("bad", lambda data_dir: RawData(x, y + 5, x, y, ["a", "b"]))
     with pytest.raises(DataError, match="labels should be integers 0..1"):
         load_dataset("bad")
+
+
+def test_the_dataset_registry_is_the_shared_registry_type():
+    assert isinstance(data_module._DATASETS, Registry)
+    assert available_datasets() == sorted(data_module._DATASETS.names())
+    with pytest.raises(ConfigError, match="dataset 'digits' is already registered"):
+        register_dataset("digits", lambda data_dir: None)
+
+
+def test_options_reach_the_reader_and_key_the_cache(tmp_path, cache, monkeypatch):
+    seen = []
+
+    def read(data_dir, scale):
+        seen.append(scale)
+        x = np.full((4, 1, 2, 2), scale, dtype=np.float32) + np.arange(4, dtype=np.float32)[:, None, None, None]
+        return RawData(x, np.array([0, 1, 0, 1]), x, np.array([0, 1, 0, 1]), ["a", "b"])
+
+    (tmp_path / "source").write_text("x")
+    reader = Reader(read, lambda data_dir, scale: [tmp_path / "source"], {"scale": 1})
+    monkeypatch.setattr(data_module, "_DATASETS", registry_with())
+    register_dataset("scaled", reader)
+    assert data_module.dataset_options("scaled") == {"scale": 1}
+    load_dataset("scaled")
+    load_dataset("scaled", scale=None)  # None = the default: the same cache entry
+    load_dataset("scaled", scale=3)
+    load_dataset("scaled", scale=3)
+    assert seen == [1, 3] and len(list(cache.iterdir())) == 2
+    with pytest.raises(ConfigError, match=r"dataset 'scaled' has no option\(s\) size; it takes: scale"):
+        load_dataset("scaled", size=2)
+    with pytest.raises(ConfigError, match=r"dataset 'digits' has no option\(s\) image_size; it takes: none"):
+        load_dataset("digits", image_size=32)
 
 
 def test_subsample_is_stratified_and_seeded():

@@ -1,9 +1,11 @@
 """Datasets: decode once from local files, normalise, and hand back in-memory tensors.
 
-Each format has a reader in :mod:`.readers`, registered by name in one plain dict. Decoded
-arrays are cached as .npy files keyed by the source files' names, sizes and modification
-times, so a repeated load skips decoding (Fashion-MNIST: gzip + IDX parsing) entirely.
-Nothing is ever downloaded.
+Each format has a reader in :mod:`.readers` (image folders: :mod:`.imagefolder`), registered by
+name in one :class:`~memunlearn.registry.Registry`. A reader may take options (``imagefolder``:
+``image_size``, ``channels``, ...), passed as keywords to :func:`load_dataset`. Decoded arrays are
+cached as .npy files keyed by the source files' names, sizes and modification times and by the
+options, so a repeated load skips decoding (Fashion-MNIST: gzip + IDX parsing; image folders:
+one Pillow decode per file) entirely. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -12,32 +14,37 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError, unknown_name
+from ..errors import ConfigError, DataError
 from ..io import atomic_path, cache_root
+from ..registry import Registry
 from .core import Dataset, Examples, concat
+from .imagefolder import IMAGEFOLDER
 from .readers import READERS, RawData, Reader
 
 __all__ = [
-    "Dataset", "Examples", "RawData", "Reader", "available_datasets", "concat", "load_dataset",
-    "register_dataset", "subsample",
+    "Dataset", "Examples", "RawData", "Reader", "available_datasets", "concat", "dataset_options",
+    "load_dataset", "register_dataset", "subsample",
 ]
 
 CACHE_FORMAT = 1  # bump when the cached layout changes, so old caches are never misread
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
-_DATASETS: dict[str, Reader] = dict(READERS)
+_DATASETS: Registry[Reader] = Registry("dataset")
+for _name, _reader in {**READERS, "imagefolder": IMAGEFOLDER}.items():
+    _DATASETS.register(_name, _reader)
 
 
 def register_dataset(name: str, reader: Reader | Callable[[Path | None], RawData]) -> None:
-    """Make ``load_dataset(name)`` use ``reader``.
+    """Make ``load_dataset(name)`` use ``reader`` (a thin wrapper over the dataset registry).
 
     Args:
         name: The dataset's name, as given to :func:`load_dataset` and the CLI.
-        reader: A :class:`Reader`, or a plain function ``data_dir -> RawData`` (not cached).
+        reader: A :class:`Reader` (cached when it has ``sources``; it may declare options), or a
+            plain function ``data_dir -> RawData`` (not cached, no options).
 
     Raises:
         ConfigError: ``name`` is already registered.
@@ -45,9 +52,7 @@ def register_dataset(name: str, reader: Reader | Callable[[Path | None], RawData
     Example:
         >>> register_dataset("tiny", lambda d: RawData(x, y, x, y, ["a", "b"]))  # doctest: +SKIP
     """
-    if name in _DATASETS:
-        raise ConfigError(f"dataset {name!r} is already registered")
-    _DATASETS[name] = reader if isinstance(reader, Reader) else Reader(reader)
+    _DATASETS.register(name, reader if isinstance(reader, Reader) else Reader(reader))
 
 
 def available_datasets() -> list[str]:
@@ -63,26 +68,46 @@ def available_datasets() -> list[str]:
     return sorted(_DATASETS)
 
 
+def dataset_options(name: str) -> dict[str, Any]:
+    """The options ``name`` takes, with their defaults (empty for most formats).
+
+    Raises:
+        ConfigError: ``name`` is not registered.
+
+    Example:
+        >>> dataset_options("imagefolder")["image_size"]
+        32
+        >>> dataset_options("digits")
+        {}
+    """
+    return dict(_DATASETS.get(name).options)
+
+
 def load_dataset(
     name: str,
     data_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
+    **options: Any,
 ) -> Dataset:
     """Load a dataset as float32 [N, C, H, W] tensors normalised per channel by the train split.
 
     Args:
         name: A registered dataset (see :func:`available_datasets`): ``digits``, ``fashion-mnist``,
-            ``mnist``, ``cifar10``, ``cifar100``, ``svhn`` or ``npz``.
+            ``mnist``, ``cifar10``, ``cifar100``, ``svhn``, ``npz`` or ``imagefolder``.
         data_dir: Where the dataset's files are (for ``npz``: the .npz file). ``fashion-mnist``
             defaults to /usr/share/datasets/fashion-mnist; ``digits`` needs none.
         cache_dir: Where decoded arrays are cached; default ``$MEMUNLEARN_CACHE/datasets``,
             else ``~/.cache/memunlearn/datasets``.
+        **options: The reader's own options (see :func:`dataset_options`); ``imagefolder`` takes
+            ``image_size`` (default 32), ``channels`` (``auto``, ``rgb``, ``grayscale``),
+            ``test_fraction`` (0.2) and ``split_seed`` (0). An option given as None means its
+            default, so a caller can pass every option it knows unconditionally.
 
     Returns:
         A :class:`Dataset` with ``train``, ``test``, ``classes`` and a content ``fingerprint``.
 
     Raises:
-        ConfigError: ``name`` is not registered.
+        ConfigError: ``name`` is not registered, or it takes no option of that name.
         DataError: A file is missing (the message says which and how to get it) or malformed.
 
     Example:
@@ -90,18 +115,22 @@ def load_dataset(
         >>> len(data.train), len(data.test), data.input_shape
         (1437, 360, (1, 8, 8))
     """
-    if name not in _DATASETS:
-        raise unknown_name("dataset", name, _DATASETS)
-    reader = _DATASETS[name]
+    reader = _DATASETS.get(name)
+    given = {key: value for key, value in options.items() if value is not None}
+    unknown = sorted(set(given) - set(reader.options))
+    if unknown:
+        takes = ", ".join(sorted(reader.options)) or "none"
+        raise ConfigError(f"dataset {name!r} has no option(s) {', '.join(unknown)}; it takes: {takes}")
+    options = {**reader.options, **given}
     directory = Path(data_dir).expanduser() if data_dir is not None else None
     if reader.sources is None:
-        raw = _checked(name, reader.read(directory))
+        raw = _checked(name, reader.read(directory, **options))
         fingerprint = _fingerprint(raw)
     else:
-        folder = _cache_folder(name, reader.sources(directory), cache_dir)
+        folder = _cache_folder(name, reader.sources(directory, **options), cache_dir, options)
         cached = _read_cache(folder)
         if cached is None:
-            raw = _checked(name, reader.read(directory))
+            raw = _checked(name, reader.read(directory, **options))
             fingerprint = _fingerprint(raw)
             _write_cache(folder, raw, fingerprint)
         else:
@@ -196,9 +225,12 @@ def _fingerprint(raw: RawData) -> str:
     return digest.hexdigest()[:16]
 
 
-def _cache_folder(name: str, sources: list[Path], cache_dir: str | os.PathLike | None) -> Path:
-    """The cache folder for ``name`` decoded from ``sources`` as they are now."""
-    stamp = [CACHE_FORMAT, name]
+def _cache_folder(
+    name: str, sources: list[Path], cache_dir: str | os.PathLike | None, options: dict[str, Any] | None = None
+) -> Path:
+    """The cache folder for ``name`` decoded from ``sources`` as they are now, with ``options``."""
+    # Readers without options keep the key they had before options existed (their caches stay valid).
+    stamp: list[Any] = [CACHE_FORMAT, name, sorted(options.items())] if options else [CACHE_FORMAT, name]
     for path in sources:
         stat = path.stat()
         stamp.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])

@@ -97,6 +97,39 @@ class Dataset:
             fingerprint=hashlib.sha256(f"{self.fingerprint}:{tag}".encode()).hexdigest()[:16],
         )
 
+    def with_train_examples(self, x: Tensor, y: Tensor, tag: str) -> "Dataset":
+        """A copy whose training images and labels are replaced (e.g. poisoned by a backdoor
+        forget set), same number of examples; the test split is shared.
+
+        The fingerprint hashes ``tag`` and the rows that differ from this dataset's (their
+        indices, images and labels), so a cached model is reused only for the same change.
+
+        Example:
+            >>> data = Dataset("tiny", Examples(torch.zeros(3, 1, 2, 2), torch.tensor([0, 1, 0])),
+            ...                Examples(torch.zeros(1, 1, 2, 2), torch.tensor([1])), ["a", "b"])
+            >>> x = data.train.x.clone(); x[1] = 1.0
+            >>> poisoned = data.with_train_examples(x, torch.tensor([0, 0, 0]), "poison")
+            >>> poisoned.train.y.tolist(), poisoned.fingerprint != data.fingerprint
+            ([0, 0, 0], True)
+        """
+        if x.shape != self.train.x.shape or y.shape != self.train.y.shape:
+            raise ValueError(
+                f"replacement training set {tuple(x.shape)} / {tuple(y.shape)} does not match "
+                f"{tuple(self.train.x.shape)} / {tuple(self.train.y.shape)}"
+            )
+        y = y.to(self.train.y.dtype)
+        x = x.to(self.train.x.dtype)
+        changed = ((x != self.train.x).flatten(1).any(1) | (y != self.train.y)).nonzero().flatten()
+        return Dataset(
+            name=self.name,
+            train=Examples(x, y),
+            test=self.test,
+            classes=self.classes,
+            fingerprint=hashlib.sha256(
+                f"{self.fingerprint}:{tag}:{fingerprint_tensors(changed, x[changed], y[changed])}".encode()
+            ).hexdigest()[:16],
+        )
+
 
 def fingerprint_tensors(*tensors: Tensor) -> str:
     """A short content hash, used to key cached artefacts by the data that produced them."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import gzip
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -43,13 +43,16 @@ class RawData(NamedTuple):
 class Reader:
     """How to decode one format.
 
-    ``read(data_dir)`` decodes the data. ``sources(data_dir)``, when given, lists the files that
-    ``read`` would decode (raising :class:`DataError` if any is missing); the decoded arrays are
-    then cached, keyed by those files' names, sizes and modification times.
+    ``read(data_dir, **options)`` decodes the data. ``sources(data_dir, **options)``, when given,
+    lists the files that ``read`` would decode (raising :class:`DataError` if any is missing); the
+    decoded arrays are then cached, keyed by those files' names, sizes and modification times and
+    by the options. ``options`` names every option the reader takes, with its default; a reader
+    without options is called with ``data_dir`` alone.
     """
 
-    read: Callable[[Path | None], RawData]
-    sources: Callable[[Path | None], list[Path]] | None = None
+    read: Callable[..., RawData]
+    sources: Callable[..., list[Path]] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 # --- digits: scikit-learn's bundled 8x8 digits, the embedded default -----------------------------

@@ -25,3 +25,145 @@ def test_gradient_masks_do_not_depend_on_the_batch_size(digits, strategy):
              for b in (7, 128, len(forget))]
     assert masks[0].iou(masks[2]) >= 0.999, strategy
     assert masks[1].iou(masks[2]) >= 0.999, strategy
+
+
+# The reset draws from the model's own init (SPEC §3) ----------------------------------------------
+
+INIT_CASES = {  # small widths, but every tensor kind of the real models, several large enough for a std
+    "cnn": dict(in_channels=1, width=16, image_size=8),
+    "mlp": dict(in_channels=1, width=64, image_size=8),
+    "resnet18": dict(in_channels=3, width=8, image_size=8),
+    "vit": dict(in_channels=3, width=64, image_size=8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INIT_CASES))
+def test_reset_draws_from_the_constructors_distribution(name):
+    from memunlearn.methods.retrain import fresh_initialisation
+
+    built = build_model(name, num_classes=10, seed=0, **INIT_CASES[name])
+    trained = build_model(name, num_classes=10, seed=1, **INIT_CASES[name])
+    with torch.no_grad():
+        for param in trained.parameters():
+            param.mul_(3.0).add_(0.5)  # "trained": nothing of the old values may leak into the reset
+    reset = dict(fresh_initialisation(trained, seed=2).named_parameters())
+    for pname, param in built.named_parameters():
+        expected, got = param.detach(), reset[pname].detach()
+        if torch.all(expected == expected.flatten()[0]):  # a constant init (zeros, ones) is reproduced exactly
+            assert torch.equal(got, expected), f"{name}: {pname} should be constant {float(expected.flatten()[0])}"
+            continue
+        assert not torch.equal(got, expected), f"{name}: {pname} was not redrawn"
+        if expected.numel() >= 4096:
+            assert float(got.std()) == pytest.approx(float(expected.std()), rel=0.05), f"{name}: {pname}"
+            assert abs(float(got.mean()) - float(expected.mean())) < 0.1 * float(expected.std()), f"{name}: {pname}"
+
+
+def test_resnet18_init_is_torchvisions():
+    """Convolutions kaiming-normal (fan_out, ReLU): std √(2 / (C_out·k²)); BatchNorm γ = 1, β = 0."""
+    model = build_model("resnet18", 3, 10, width=8, image_size=8, seed=0)
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d) and module.weight.numel() >= 4096:
+            c_out, _, k, _ = module.weight.shape
+            assert float(module.weight.detach().std()) == pytest.approx((2 / (c_out * k * k)) ** 0.5, rel=0.05), name
+        if isinstance(module, torch.nn.BatchNorm2d):
+            assert torch.all(module.weight == 1) and torch.all(module.bias == 0), name
+
+
+def test_vit_layers_are_drawn_independently():
+    """nn.TransformerEncoder clones one layer; the model's init (and so the reset) draws each anew."""
+    from memunlearn.methods.retrain import fresh_initialisation
+
+    model = build_model("vit", 3, 10, width=16, image_size=8, seed=0)
+    for candidate in (model, fresh_initialisation(model, seed=1)):
+        first, second = candidate.encoder.layers[0], candidate.encoder.layers[1]
+        assert not torch.equal(first.self_attn.in_proj_weight, second.self_attn.in_proj_weight)
+        assert not torch.equal(first.linear1.weight, second.linear1.weight)
+
+
+def test_vit_head_includes_its_final_layernorm():
+    from memunlearn.models import classifier_parameter_names
+
+    vit = build_model("vit", 3, 10, width=16, image_size=8, seed=0)
+    assert classifier_parameter_names(vit) == ["norm.weight", "norm.bias", "classifier.weight", "classifier.bias"]
+
+
+# DEL: the official schedule, and the head of a user's own model -------------------------------------
+
+def recorded_learning_rates(monkeypatch):
+    """Patch UnlearningRun.step to record the rate of every step."""
+    from memunlearn.methods.base import UnlearningRun
+
+    rates, original_step = [], UnlearningRun.step
+
+    def step(self, optimizer, loss, batch_examples, *args, **kwargs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        return original_step(self, optimizer, loss, batch_examples, *args, **kwargs)
+
+    monkeypatch.setattr(UnlearningRun, "step", step)
+    return rates
+
+
+def test_del_cosine_is_stepped_once_per_epoch_and_stays_above_the_floor(digits, monkeypatch):
+    """The official code: CosineAnnealingLR(T_max=epochs, eta_min=0.01·lr), one scheduler step per epoch."""
+    from memunlearn import unlearn
+
+    model = build_model("cnn", 1, 10, width=4, image_size=8, seed=0)
+    forget, retain = digits.train.subset(range(20)), digits.train.subset(range(20, 100))  # 80 → 3 batches of 32
+    rates = recorded_learning_rates(monkeypatch)
+    unlearn("del", model, forget, retain, epochs=4, lr=0.1, batch_size=32, device="cpu")
+    reference_optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(reference_optimizer, T_max=4, eta_min=0.001)
+    expected = []
+    for _ in range(4):
+        expected += [reference_optimizer.param_groups[0]["lr"]] * 3
+        reference_optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx(expected)
+    assert min(rates) > 0.001 * 1.5  # the last epoch is well above the floor
+
+
+def test_other_methods_keep_their_per_step_schedule(digits, monkeypatch):
+    from memunlearn import unlearn
+
+    model = build_model("cnn", 1, 10, width=4, image_size=8, seed=0)
+    forget, retain = digits.train.subset(range(20)), digits.train.subset(range(20, 100))
+    rates = recorded_learning_rates(monkeypatch)
+    unlearn("finetune", model, forget, retain, epochs=2, lr=0.1, batch_size=32, device="cpu")
+    assert len(set(rates)) == len(rates) == 6 and rates[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+class CustomNet(torch.nn.Module):
+    """A user's own model: the head is called ``fc``, and a Linear layer of another width comes after
+    it in module order (so "the last Linear" alone would pick the wrong one)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU())
+        self.fc = torch.nn.Linear(32, 10)
+        self.aux = torch.nn.Linear(32, 5)  # an auxiliary head, not used for the logits
+
+    def forward(self, x):
+        return self.fc(self.body(x))
+
+
+def test_del_finds_the_head_of_a_custom_model_and_says_which(digits):
+    from memunlearn import unlearn
+    from memunlearn.localization import Mask
+
+    torch.manual_seed(0)
+    model = CustomNet()
+    forget, retain = digits.train.subset(range(20)), digits.train.subset(range(20, 100))
+    nothing = Mask({n: torch.zeros(p.shape, dtype=torch.bool) for n, p in model.named_parameters()})
+    with pytest.warns(UserWarning, match="taking 'fc' as its classifier"):
+        result = unlearn("del", model, forget, retain, mask=nothing, epochs=1, device="cpu")
+    assert result.hparams["classifier_layers"] == ["fc"]
+    after = dict(result.model.named_parameters())
+    for name, param in model.named_parameters():
+        assert torch.equal(after[name], param) == (not name.startswith("fc.")), name
+    # Naming the layer: no guess, no warning.
+    named = unlearn("del", model, forget, retain, mask=nothing, epochs=1, classifier_layer="body.1", device="cpu")
+    assert named.hparams["classifier_layers"] == ["body.1"]
+    after = dict(named.model.named_parameters())
+    assert not torch.equal(after["body.1.weight"], model.body[1].weight) and torch.equal(after["fc.weight"], model.fc.weight)
+    with pytest.raises(Exception, match="no layer 'head'"):
+        unlearn("del", model, forget, retain, mask=nothing, epochs=1, classifier_layer="head", device="cpu")

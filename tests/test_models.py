@@ -12,7 +12,8 @@ def test_every_model_maps_images_to_logits_and_names_its_classifier(name):
     x = torch.randn(3, 1, 8, 8)
     assert model(x).shape == (3, 7)
     assert model.features(x).shape[0] == 3
-    assert classifier_parameter_names(model) == ["classifier.weight", "classifier.bias"]
+    head = ["norm.weight", "norm.bias"] if name == "vit" else []  # the ViT's head includes its final LayerNorm
+    assert classifier_parameter_names(model) == head + ["classifier.weight", "classifier.bias"]
     assert infer_architecture(model) == (name, 8)
 
 

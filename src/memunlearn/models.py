@@ -1,19 +1,43 @@
-"""Model definitions: CIFAR-style ResNet-18, a small CNN and a small ViT.
+"""Model definitions: CIFAR-style ResNet-18, a small CNN, an MLP and a small ViT.
 
 Every model names its final linear layer ``classifier`` so that methods which treat the
-classifier specially (DEL trains it always) find it the same way in every architecture.
+classifier specially (DEL trains it always) find it the same way in every architecture; a
+model whose head has more than one layer lists them in ``head_layers`` (the ViT: its final
+LayerNorm and the classifier). :func:`classifier_layers` finds the head of any other
+``nn.Module`` too.
+
+Every model also has ``init_weights()``: its constructor ends with it, and
+``methods.retrain.fresh_initialisation`` (the oracle's and DEL's reset) calls it, so a reset
+draws from exactly the distribution a newly built model has.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
 from torch import nn
 
-from .errors import unknown_name
+from .errors import ConfigError
+from .registry import Registry
 
 CLASSIFIER = "classifier"
+
+
+def reset_submodules(module: nn.Module) -> set[int]:
+    """Call every submodule's own ``reset_parameters()`` (PyTorch's default init), in module order.
+
+    Returns:
+        The ids of the parameters that were reset (those of modules that have such a method).
+    """
+    covered: set[int] = set()
+    for sub in module.modules():
+        reset = getattr(sub, "reset_parameters", None)
+        if sub is not module and callable(reset):
+            reset()
+            covered.update(id(p) for p in sub.parameters(recurse=False))
+    return covered
 
 
 class BasicBlock(nn.Module):
@@ -36,7 +60,11 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """CIFAR-style ResNet-18: 3×3 stride-1 stem, no max-pool; ``width=64`` is the papers' model."""
+    """CIFAR-style ResNet-18: 3×3 stride-1 stem, no max-pool; ``width=64`` is the papers' model.
+
+    Initialised as torchvision's ResNet, which the DEL and RUM code inherit: convolutions
+    kaiming-normal (fan_out, ReLU), BatchNorm γ = 1 and β = 0, the Linear classifier PyTorch's default.
+    """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 64):
         super().__init__()
@@ -50,6 +78,15 @@ class ResNet18(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(in_planes, num_classes)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, (nn.BatchNorm2d, nn.Linear)):
+                module.reset_parameters()  # BatchNorm: γ = 1, β = 0 and fresh running statistics
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -76,6 +113,12 @@ class SmallCNN(nn.Module):
             block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
         self.classifier = nn.Linear(4 * w, num_classes)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """PyTorch's default init of every layer."""
+        reset_submodules(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -95,6 +138,12 @@ class MLP(nn.Module):
             nn.Linear(width, width), nn.ReLU(),
         )
         self.classifier = nn.Linear(width, num_classes)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """PyTorch's default init of every layer."""
+        reset_submodules(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -104,7 +153,13 @@ class MLP(nn.Module):
 
 
 class SmallViT(nn.Module):
-    """A small pre-norm vision transformer (the DEL paper's SVHN setting, scaled to small inputs)."""
+    """A small pre-norm vision transformer (the DEL paper's SVHN setting, scaled to small inputs).
+
+    Its head is the final LayerNorm plus the linear classifier (``head_layers``), as in the
+    official DEL code, which trains both in full.
+    """
+
+    head_layers = ("norm", CLASSIFIER)
 
     def __init__(
         self,
@@ -123,11 +178,26 @@ class SmallViT(nn.Module):
         tokens = (image_size // patch) ** 2
         self.patch_embed = nn.Conv2d(in_channels, width, patch, patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
-        self.pos_embed = nn.Parameter(torch.randn(1, tokens + 1, width) * 0.02)
+        self.pos_embed = nn.Parameter(torch.zeros(1, tokens + 1, width))
         layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.classifier = nn.Linear(width, num_classes)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Each encoder layer drawn independently (``nn.TransformerEncoder`` clones ONE layer, so
+        without this all layers would start identical); within a layer PyTorch's defaults:
+        attention in-projection xavier-uniform with zero biases (out-projection bias included),
+        other Linear layers and the patch embedding kaiming-uniform, LayerNorms 1 and 0. Class
+        token 0, position embedding N(0, 0.02²) (the usual ViT init)."""
+        reset_submodules(self)
+        for module in self.modules():
+            if isinstance(module, nn.MultiheadAttention):
+                module._reset_parameters()  # after its out_proj's own reset: zeroes that bias again
+        nn.init.zeros_(self.cls_token)
+        nn.init.normal_(self.pos_embed, std=0.02)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
@@ -138,25 +208,34 @@ class SmallViT(nn.Module):
         return self.classifier(self.features(x))
 
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
-DEFAULT_WIDTHS = {"resnet18": 64, "cnn": 32, "vit": 128, "mlp": 512}
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
-def register_model(name: str, factory: Callable[..., nn.Module]) -> None:
-    """Register a model factory ``factory(in_channels, num_classes, width, image_size) -> nn.Module``."""
-    _MODELS[name] = factory
+def register_model(name: str, factory: Callable[..., nn.Module], default_width: int = 64) -> None:
+    """Register a model factory ``factory(in_channels, num_classes, width, image_size) -> nn.Module``.
+
+    Raises:
+        ConfigError: ``name`` is already registered.
+    """
+    MODELS.register(name, factory, default_width=default_width)
 
 
 def available_models() -> list[str]:
-    return sorted(_MODELS)
+    return sorted(MODELS.names())
 
 
-register_model("resnet18", lambda in_channels, num_classes, width, image_size: ResNet18(in_channels, num_classes, width))
-register_model("cnn", lambda in_channels, num_classes, width, image_size: SmallCNN(in_channels, num_classes, width))
-register_model("mlp", lambda in_channels, num_classes, width, image_size: MLP(in_channels, num_classes, width, image_size))
-register_model(
-    "vit", lambda in_channels, num_classes, width, image_size: SmallViT(in_channels, num_classes, width, image_size)
-)
+def default_width(name: str) -> int:
+    return MODELS.entry(name).metadata["default_width"]
+
+
+register_model("resnet18", lambda in_channels, num_classes, width, image_size: ResNet18(in_channels, num_classes, width),
+               default_width=64)
+register_model("cnn", lambda in_channels, num_classes, width, image_size: SmallCNN(in_channels, num_classes, width),
+               default_width=32)
+register_model("mlp", lambda in_channels, num_classes, width, image_size: MLP(in_channels, num_classes, width, image_size),
+               default_width=512)
+register_model("vit", lambda in_channels, num_classes, width, image_size: SmallViT(in_channels, num_classes, width,
+                                                                                  image_size), default_width=128)
 
 
 def build_model(
@@ -188,19 +267,70 @@ def build_model(
         >>> model(torch.zeros(2, 1, 8, 8)).shape
         torch.Size([2, 10])
     """
-    if name not in _MODELS:
-        raise unknown_name("model", name, _MODELS)
-    width = width or DEFAULT_WIDTHS.get(name, 64)
+    factory = MODELS.get(name)
+    width = width or default_width(name)
     if seed is None:
-        return _MODELS[name](in_channels, num_classes, width, image_size)
+        return factory(in_channels, num_classes, width, image_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _MODELS[name](in_channels, num_classes, width, image_size)
+        return factory(in_channels, num_classes, width, image_size)
 
 
-def classifier_parameter_names(model: nn.Module) -> list[str]:
-    """Names of the parameters of the model's final ``classifier`` layer."""
-    return [name for name, _ in model.named_parameters() if name.split(".")[0] == CLASSIFIER]
+def classifier_layers(model: nn.Module, layer: str | None = None, num_classes: int | None = None) -> tuple[str, ...]:
+    """The submodule names of the model's head: the layers DEL always trains.
+
+    In this order: ``layer`` if given; the model's ``head_layers`` (the ViT: its final LayerNorm
+    and classifier); a submodule named ``classifier``; else, for any other model, the last
+    ``nn.Linear`` in module order whose ``out_features`` is ``num_classes`` (when given), or the
+    last ``nn.Linear`` at all. A guessed layer is announced with a warning.
+
+    Args:
+        model: the network.
+        layer: a submodule name the user chose (e.g. ``"fc"``); "" or None = find it.
+        num_classes: the model's output width, to prefer the Linear layer that produces the logits.
+
+    Returns:
+        Submodule names (empty if the model has no Linear layer to guess).
+
+    Raises:
+        ConfigError: ``layer`` is not a submodule with parameters.
+
+    Example:
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     classifier_layers(net, num_classes=3)
+        ('3',)
+    """
+    modules = dict(model.named_modules())
+    if layer:
+        if layer not in modules or not any(True for _ in modules[layer].parameters()):
+            candidates = [n for n, m in modules.items() if isinstance(m, nn.Linear)]
+            raise ConfigError(f"the model has no layer {layer!r} with parameters; its Linear layers: {candidates}")
+        return (layer,)
+    head = getattr(model, "head_layers", None)
+    if head:
+        return tuple(head)
+    if isinstance(modules.get(CLASSIFIER), nn.Module):
+        return (CLASSIFIER,)
+    linears = [(n, m) for n, m in modules.items() if isinstance(m, nn.Linear)]
+    if not linears:
+        return ()
+    matching = [n for n, m in linears if num_classes is not None and m.out_features == num_classes]
+    chosen = matching[-1] if matching else linears[-1][0]
+    warnings.warn(
+        f"{type(model).__name__} has no layer named {CLASSIFIER!r}: taking {chosen!r} as its classifier "
+        f"(the last Linear layer{' with ' + str(num_classes) + ' outputs' if matching else ''}); "
+        "name another with classifier_layer", stacklevel=2,
+    )
+    return (chosen,)
+
+
+def classifier_parameter_names(model: nn.Module, layer: str | None = None, num_classes: int | None = None) -> list[str]:
+    """Names of the parameters of the model's head (see :func:`classifier_layers`)."""
+    prefixes = tuple(name + "." for name in classifier_layers(model, layer, num_classes))
+    return [name for name, _ in model.named_parameters() if name.startswith(prefixes)]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -28,7 +28,7 @@ class Param:
     """One hyperparameter: its type, the values it may take, and the range a search explores.
 
     Args:
-        kind: ``"int"``, ``"float"``, ``"bool"`` or ``"choice"``.
+        kind: ``"int"``, ``"float"``, ``"bool"``, ``"choice"`` or ``"text"`` (a free string, e.g. a layer name).
         low, high: valid bounds (inclusive unless ``low_open``/``high_open``); ``None`` = unbounded.
         choices: the allowed values of a ``"choice"`` parameter.
         search: ``(low, high)`` for a numeric parameter, or a tuple of values for a bool/choice one;
@@ -52,6 +52,8 @@ class Param:
             return "true or false"
         if self.kind == "choice":
             return "one of " + ", ".join(map(str, self.choices or ()))
+        if self.kind == "text":
+            return "a string"
         parts = []
         if self.low is not None:
             parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
@@ -75,6 +77,10 @@ class Param:
             raise fail()
         if self.kind == "choice":
             if value not in (self.choices or ()):
+                raise fail()
+            return value
+        if self.kind == "text":
+            if not isinstance(value, str):
                 raise fail()
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -115,6 +121,11 @@ def Bool(search: tuple[bool, ...] | None = None, help: str = "") -> Param:
 
 def Choice(*choices: Any, search: tuple[Any, ...] | None = None, help: str = "") -> Param:
     return Param("choice", choices=tuple(choices), search=search, help=help)
+
+
+def Text(help: str = "") -> Param:
+    """A free string (never searched), e.g. the name of a layer."""
+    return Param("text", help=help)
 
 
 # The parameters most methods share, declared once.

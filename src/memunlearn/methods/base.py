@@ -13,7 +13,7 @@ import itertools
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -117,11 +117,19 @@ class UnlearningRun:
     def sgd(self, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> torch.optim.SGD:
         return torch.optim.SGD(self.trainable_parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
-    def step(self, optimizer: torch.optim.Optimizer, loss: Tensor, batch_examples: int) -> None:
-        """One gradient step on ``loss``, then re-impose the mask; stops on a non-finite loss."""
+    def step(
+        self, optimizer: torch.optim.Optimizer, loss: Tensor, batch_examples: int, max_grad_norm: float | None = None
+    ) -> None:
+        """One gradient step on ``loss``, then re-impose the mask; stops on a non-finite loss.
+
+        ``max_grad_norm``, if given, rescales the gradient (all trainable parameters together)
+        to at most that norm before the step.
+        """
         check_finite(loss, self.name, self.steps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.trainable_parameters(), max_grad_norm)
         optimizer.step()
         self.enforce_mask()
         self.steps += 1
@@ -182,18 +190,30 @@ def train_epochs_ce(
     weight_decay: float,
     final_lr_fraction: float = 0.0,
     extra_loss=None,
+    lr_per_epoch: bool = False,
+    epoch_examples: Callable[[int], Examples] | None = None,
 ) -> None:
     """Cross-entropy training of ``run.model`` on ``examples`` with a cosine schedule.
 
+    By default the cosine is stepped every batch and reaches ``final_lr_fraction``·lr at the last
+    step. With ``lr_per_epoch`` it is stepped once per epoch (:func:`epoch_cosine_lr`, the official
+    DEL code's schedule), so the last epoch's rate stays above the floor.
     ``extra_loss(step, total_steps)``, if given, is added to each batch's loss (e.g. an L1 term).
+    ``epoch_examples(epoch)``, if given, supplies each epoch's examples instead of ``examples``
+    (same size; e.g. forget labels redrawn every epoch).
     """
     optimizer = run.sgd(lr, momentum, weight_decay)
     total = epochs * math.ceil(len(examples) / batch_size)
     step = 0
     run.model.train()
-    for _ in range(epochs):
-        for x, y in run.batches(examples, batch_size):
-            run.cosine(optimizer, lr, step, total, final_lr_fraction)
+    for epoch in range(epochs):
+        this_epoch = epoch_examples(epoch) if epoch_examples is not None else examples
+        for x, y in run.batches(this_epoch, batch_size):
+            if lr_per_epoch:
+                for group in optimizer.param_groups:
+                    group["lr"] = epoch_cosine_lr(lr, epoch, epochs, final_lr_fraction)
+            else:
+                run.cosine(optimizer, lr, step, total, final_lr_fraction)
             loss = nn.functional.cross_entropy(run.model(x), y)
             if extra_loss is not None:
                 loss = loss + extra_loss(step, total)
@@ -201,13 +221,29 @@ def train_epochs_ce(
             step += 1
 
 
-def classifier_names(model: nn.Module) -> tuple[str, ...]:
-    return tuple(classifier_parameter_names(model))
+def epoch_cosine_lr(base_lr: float, epoch: int, epochs: int, final_fraction: float) -> float:
+    """The rate of epoch ``epoch`` (from 0) under torch's ``CosineAnnealingLR(T_max=epochs,
+    eta_min=final_fraction·base_lr)`` stepped once per epoch: the floor would be reached only at
+    epoch ``epochs``, one past the last.
+
+    Example:
+        >>> [round(epoch_cosine_lr(1.0, e, 2, 0.0), 3) for e in range(2)]
+        [1.0, 0.5]
+    """
+    floor = final_fraction * base_lr
+    return floor + 0.5 * (base_lr - floor) * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
+
+
+def classifier_names(model: nn.Module, layer: str | None = None, num_classes: int | None = None) -> tuple[str, ...]:
+    return tuple(classifier_parameter_names(model, layer, num_classes))
 
 
 def number_of_classes(model: nn.Module, examples: Examples) -> int:
-    """The model's output width, read from one forward pass."""
+    """The model's output width, read from one eval-mode forward pass (the model's mode is kept)."""
+    was_training = model.training
     model.eval()
     with torch.no_grad():
         device = next(model.parameters()).device
-        return int(model(examples.x[:1].to(device)).shape[1])
+        width = int(model(examples.x[:1].to(device)).shape[1])
+    model.train(was_training)
+    return width

@@ -9,9 +9,10 @@ import torch
 from torch import Tensor, nn
 
 from ..data.core import Examples
-from ..params import BUDGET, FINAL_LR_FRACTION, SGD_PARAMS, Bool, Int
+from ..models import classifier_layers
+from ..params import BUDGET, FINAL_LR_FRACTION, SGD_PARAMS, Bool, Int, Text
 from . import register_method
-from .base import UnlearningRun, UnlearnResult, classifier_names, train_epochs_ce
+from .base import UnlearningRun, UnlearnResult, number_of_classes, train_epochs_ce
 from .retrain import fresh_initialisation
 
 
@@ -37,16 +38,26 @@ def del_unlearn(
     weight_decay: float = 0.0,
     final_lr_fraction: float = 0.01,
     train_classifier: bool = True,
+    classifier_layer: str = "",
     seed: int = 0,
     device: str = "auto",
 ) -> UnlearnResult:
     """Reset the masked entries to a fresh seeded init, then train them (+ the classifier) on D_r.
 
     Without a ``mask``, the ``del`` mask at ``budget`` (default 0.3 of all entries) is computed on
-    the forget set first; its time and its pass over D_f count in the cost. The official recipe is
-    SGD with momentum 0.9, no weight decay, cosine to 0.01·lr (30 epochs on CIFAR-10); the default
-    epochs here are for small data. ``train_classifier`` makes the whole classifier layer
-    trainable (the official code always does); only its masked entries are reset.
+    the forget set first; its time and its pass over D_f count in the cost.
+
+    The schedule is the official one: SGD with momentum 0.9, no weight decay, and cosine annealing
+    stepped once per EPOCH to ``final_lr_fraction``·lr (torch's ``CosineAnnealingLR(T_max=epochs,
+    eta_min=0.01·lr)``), so epoch e runs at 0.01·lr + ½(lr − 0.01·lr)(1 + cos(πe/epochs)) and the
+    last epoch stays above the floor. The official run is 30 epochs on CIFAR-10; the default
+    epochs here are for small data.
+
+    ``train_classifier`` makes the whole head trainable (the official code always does); only its
+    masked entries are reset. The head is the model's ``classifier`` layer (the ViT's: its final
+    LayerNorm too); for another model, name it with ``classifier_layer`` (e.g. ``"fc"``), or the
+    last Linear layer producing the logits is taken, with a warning. The layers used are recorded
+    in the result's hparams as ``classifier_layers``.
     """
     from ..localization import localize  # imported here: localization imports the methods package
 
@@ -56,14 +67,16 @@ def del_unlearn(
         mask = localize(model, forget, "del", budget, device=device, seed=seed)
         mask_examples = len(forget)
     mask_time = time.perf_counter() - start
-    always = classifier_names(model) if train_classifier else ()
+    head = classifier_layers(model, classifier_layer, number_of_classes(model, forget)) if train_classifier else ()
+    always = tuple(name for name, _ in model.named_parameters() if name.startswith(tuple(h + "." for h in head)))
     run = UnlearningRun("del", model, mask, always_trainable=always, device=device, seed=seed)
     reset_masked(run.model, fresh_initialisation(model, seed), {n: torch.as_tensor(m).bool() for n, m in mask.items()})
     run.examples += mask_examples
-    train_epochs_ce(run, retain, epochs, lr, batch_size, momentum, weight_decay, final_lr_fraction)
+    train_epochs_ce(run, retain, epochs, lr, batch_size, momentum, weight_decay, final_lr_fraction, lr_per_epoch=True)
     result = run.finish(dict(budget=budget, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum,
                              weight_decay=weight_decay, final_lr_fraction=final_lr_fraction,
-                             train_classifier=train_classifier))
+                             train_classifier=train_classifier, classifier_layer=classifier_layer,
+                             classifier_layers=list(head)))
     result.cost.wall_time += mask_time
     return result
 
@@ -72,4 +85,5 @@ register_method("del", del_unlearn, makes_own_mask=True, params={
     **SGD_PARAMS, "epochs": Int(low=0, search=(1, 10), help="finetuning epochs after the reset (0 = reset only)"),
     "budget": BUDGET, "final_lr_fraction": FINAL_LR_FRACTION,
     "train_classifier": Bool(help="train the whole classifier layer besides the masked entries"),
+    "classifier_layer": Text(help="the head layer trained in full (\"\" = the model's classifier, else the last Linear)"),
 })

@@ -17,19 +17,24 @@ from .base import UnlearningRun, UnlearnResult, train_epochs_ce
 def fresh_initialisation(model: nn.Module, seed: int) -> nn.Module:
     """A copy of ``model`` re-initialised by the architecture's own init, drawn from ``seed``.
 
-    Every submodule's ``reset_parameters()`` (or ``_reset_parameters()``, as in multi-head
-    attention) is called in definition order, which for the built-in models is the order the
-    constructor drew them in. Parameters that no submodule resets (a ViT's class token and
-    position embedding) are drawn from N(0, 0.02²), the usual ViT init. BatchNorm running
-    statistics are reset with their module.
+    A model with an ``init_weights()`` method (all of memunlearn's models: their constructors end
+    with it) is reset by that method, so the reset and a newly built model agree by construction
+    (ResNet-18: kaiming-normal convolutions, BatchNorm 1/0, as torchvision; SPEC §3). Any other
+    model gets each submodule's ``reset_parameters()`` (or ``_reset_parameters()``, as in
+    multi-head attention), and parameters no submodule resets are drawn from N(0, 0.02²).
+    BatchNorm running statistics are reset with their module.
 
     Example:
         >>> fresh = fresh_initialisation(model, seed=1)  # doctest: +SKIP
     """
     fresh = copy.deepcopy(model).to("cpu")  # draw on the CPU generator, whatever the model's device
-    covered: set[int] = set()
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
+        init_weights = getattr(fresh, "init_weights", None)
+        if callable(init_weights):
+            init_weights()
+            return fresh
+        covered: set[int] = set()
         for module in fresh.modules():
             reset = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
             if callable(reset):

@@ -3,7 +3,7 @@ import torch
 
 from memunlearn import build_model
 from memunlearn.checkpoints import cached, load_into, read_checkpoint, save_checkpoint
-from memunlearn.errors import CheckpointError
+from memunlearn.errors import CheckpointError, DamagedArtefactWarning
 
 
 def test_round_trip_with_extras_and_metadata(tmp_path):
@@ -43,6 +43,7 @@ def test_cache_reuses_and_rebuilds_corrupt_entries(tmp_path):
     assert not reused and meta == {"n": 1}
     _, _, meta, reused = cached(path, produce, build)
     assert reused and meta == {"n": 1} and len(calls) == 1
-    path.write_bytes(path.read_bytes()[:100])  # truncated
-    _, _, meta, reused = cached(path, produce, build)
+    path.write_bytes(path.read_bytes()[:100])  # truncated: reported, not rebuilt silently
+    with pytest.warns(DamagedArtefactWarning, match="c.safetensors is unreadable or corrupt"):
+        _, _, meta, reused = cached(path, produce, build)
     assert not reused and meta == {"n": 2}

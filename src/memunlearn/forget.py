@@ -85,7 +85,23 @@ def register_forget_kind(kind: str, rule: ForgetRule) -> None:
 
 
 def available_forget_kinds() -> list[str]:
+    _load_kind_modules()
     return sorted(_KINDS)
+
+
+# Modules that register more kinds when imported (``import memunlearn`` no longer imports them).
+_KIND_MODULES = ("memunlearn.memorization", "memunlearn.backdoor")
+
+
+def _load_kind_modules() -> None:
+    import importlib
+
+    for module in _KIND_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
 
 
 def make_forget_set(spec: str, dataset: Dataset, seed: int = 0, context: ForgetContext | None = None) -> ForgetSet:
@@ -111,6 +127,8 @@ def make_forget_set(spec: str, dataset: Dataset, seed: int = 0, context: ForgetC
         >>> forget = make_forget_set("iid:0.1", load_dataset("digits"), seed=0)  # doctest: +SKIP
     """
     kind, _, argument = spec.partition(":")
+    if kind not in _KINDS:
+        _load_kind_modules()
     if kind not in _KINDS:
         raise unknown_name("forget-set kind", kind, _KINDS)
     forget = _KINDS[kind](dataset, argument, seed, context or ForgetContext())

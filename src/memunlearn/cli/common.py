@@ -1,24 +1,83 @@
-"""Options and parsing shared by several sub-commands."""
+"""Options and parsing shared by several sub-commands.
+
+Nothing here (or at the top of any ``cli`` module) imports torch: building the parser must stay
+fast, so ``memunlearn --help`` answers at once. The name lists in help texts are therefore written
+out here; ``tests/test_cli_help.py`` checks them against the registries.
+"""
 
 from __future__ import annotations
 
 import argparse
 import ast
 import datetime
+import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 
+DATASETS_HELP = "digits (default), fashion-mnist, mnist, cifar10, cifar100, svhn, npz, imagefolder"
+MODELS_HELP = "cnn, mlp, resnet18 or vit"
+PROXIES = ("confidence", "max-confidence", "entropy", "binary-accuracy", "forgetting-events", "holdout-retraining",
+           "loss-curvature", "grad-norm", "el2n")
+FORGET_HELP = (
+    "iid[:FRAC] (default iid:0.1), classes:C1,C2[:FRAC], full-class:C1[,C2], mislabeled[:FRAC], indices:FILE, "
+    "memorization:LEVEL[:SCORE[:FRAC]] (LEVEL low, mid, high or mix; SCORE exact, a proxy or FILE.npy), "
+    "entanglement:LEVEL[:GROUPS], backdoor:FRAC[:TARGET]"
+)
+PROXIES_HELP = ", ".join(PROXIES)
+METHODS_HELP = "retrain, finetune, neggrad, neggrad+, random-label, l1-sparse, salun, scrub, ssd, del"
+STRATEGIES_HELP = ("del, salun, magnitude, random-channel, shallowest, deepest, del-agnostic, and the ablation "
+                   "param-grad, param-weighted-grad, channel-grad, channel-weighted-grad")
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (like every other memunlearn error), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(low: int, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1.
+
+    Example:
+        >>> positive_int("3")
+        3
+    """
+    return _int_at_least(1, text)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (seeds).
+
+    Example:
+        >>> non_negative_int("0")
+        0
+    """
+    return _int_at_least(0, text)
+
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data and model")
-    group.add_argument("--dataset", default="digits", help="digits (default), fashion-mnist, mnist, cifar10, cifar100, svhn, npz")
+    group.add_argument("--dataset", default="digits", help=DATASETS_HELP)
     group.add_argument("--data-dir", help="directory (or .npz file) holding the dataset's files")
-    group.add_argument("--model", help="resnet18, cnn or vit (default: the dataset's recipe)")
-    group.add_argument("--width", type=int, help="model width (ResNet-18: 64 = the papers' model)")
-    group.add_argument("--epochs", type=int, help="training epochs of the original model and the oracle")
-    group.add_argument("--train-subset", type=int, metavar="N", help="use a stratified subset of N training examples")
+    group.add_argument("--model", help=f"{MODELS_HELP} (default: the dataset's recipe)")
+    group.add_argument("--width", type=positive_int,
+                       help="model width (ResNet-18: 64 = the papers' model; default: the dataset's recipe)")
+    group.add_argument("--epochs", type=positive_int, help="training epochs of the original model and the oracle")
+    group.add_argument("--train-subset", type=positive_int, metavar="N",
+                       help="use a stratified subset of N training examples")
     group.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     group.add_argument("--fast", action="store_true", help="CPU/GPU fast path: channels_last and bf16 autocast where native")
     group.add_argument("--cache-dir", help="where checkpoints are cached (default $MEMUNLEARN_CACHE or ~/.cache/memunlearn)")
@@ -32,7 +91,15 @@ def parse_list(text: str) -> tuple[str, ...]:
 
 
 def parse_assignments(assignments: list[str] | None) -> dict[str, dict[str, Any]]:
-    """``["finetune.lr=0.01", "neggrad+.beta=0.95"]`` → ``{"finetune": {"lr": 0.01}, ...}``."""
+    """``["finetune.lr=0.01", "neggrad+.beta=0.95"]`` → ``{"finetune": {"lr": 0.01}, ...}``.
+
+    Values are Python literals where they parse as one, else strings (checked later against the
+    method's declared hyperparameters).
+
+    Example:
+        >>> parse_assignments(["finetune.lr=0.01", "del.epochs=abc"])
+        {'finetune': {'lr': 0.01}, 'del': {'epochs': 'abc'}}
+    """
     parsed: dict[str, dict[str, Any]] = {}
     for assignment in assignments or []:
         key, sep, value = assignment.partition("=")
@@ -41,8 +108,10 @@ def parse_assignments(assignments: list[str] | None) -> dict[str, dict[str, Any]
             raise ConfigError(f"--set expects METHOD.PARAM=VALUE, got {assignment!r}")
         try:
             parsed_value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             parsed_value = value
+        if name in parsed.get(method, {}):
+            raise ConfigError(f"--set gives {method}.{name} twice")
         parsed.setdefault(method, {})[name] = parsed_value
     return parsed
 
@@ -53,3 +122,13 @@ def default_out_dir(root: str = "runs") -> Path:
     while path.exists():
         path, suffix = Path(root) / f"{stamp}-{suffix}", suffix + 1
     return path
+
+
+def stage_logger():
+    """A ``log(line)`` for run_experiment: dim lines on a terminal, plain lines otherwise (stderr)."""
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        return lambda line: console.print(f"[dim]{line}[/dim]", highlight=False)
+    return lambda line: print(line, file=sys.stderr, flush=True)

@@ -6,15 +6,12 @@ import argparse
 import sys
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from ..checkpoints import load_model
 from ..errors import ConfigError
-from ..experiment import RunConfig, resolve_setting
-from ..forget import ForgetSet, make_forget_set
-from ..localization import DEFAULT_BUDGETS, TOPK_RULES, Mask, available_strategies, localize
-from .common import add_data_options
+from ..io import check_output_file
+from .common import FORGET_HELP, STRATEGIES_HELP, add_data_options, non_negative_int, positive_int
+
+# The localization strategies' top-h rules (checked against the library's list by the tests).
+TOPK_RULES = ("out-channels", "row")
 
 
 def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -23,9 +20,9 @@ def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
     # None = "read it from the checkpoint", so a model trained with `memunlearn train` needs no repeat.
     parser.set_defaults(dataset=None)
     parser.add_argument("--checkpoint", required=True, help="model file written by `memunlearn train` (.safetensors)")
-    parser.add_argument("--forget", default="iid:0.1",
-                        help="forget rule: iid[:FRAC] (default iid:0.1), classes:C1,C2[:FRAC], full-class:C, indices:FILE")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the forget set and of the method (default 0)")
+    parser.add_argument("--forget", default="iid:0.1", help=FORGET_HELP)
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the forget set and of the method (default 0)")
 
 
 def load_checkpoint_and_data(args: argparse.Namespace):
@@ -34,9 +31,13 @@ def load_checkpoint_and_data(args: argparse.Namespace):
     The dataset, data directory and training subset default to those recorded in the checkpoint.
 
     Raises:
-        CheckpointError: unreadable or corrupt checkpoint.
+        CheckpointError: unreadable, corrupt or damaged (checksum mismatch) checkpoint.
         ConfigError: a dataset that is not the one the model was trained on.
     """
+    from ..checkpoints import load_model
+    from ..experiment import RunConfig, resolve_setting
+    from ..forget import make_forget_set
+
     model, _, metadata = load_model(args.checkpoint)
     dataset = args.dataset or metadata.get("dataset") or "digits"
     data_dir = args.data_dir if args.data_dir is not None else metadata.get("data_dir")
@@ -60,7 +61,7 @@ def load_checkpoint_and_data(args: argparse.Namespace):
     return model, metadata, setting, forget_set
 
 
-def split_examples(setting, forget_set: ForgetSet):
+def split_examples(setting, forget_set):
     train = setting.dataset.train
     return train.subset(forget_set.indices), train.subset(forget_set.retain_indices(len(train)))
 
@@ -73,21 +74,24 @@ def add_parser(subparsers) -> None:
         "--forget iid:0.1 --strategy del --budget 0.3 --out del-mask.safetensors",
     )
     add_checkpoint_options(parser)
-    parser.add_argument("--strategy", default="del", help=f"one of {', '.join(available_strategies())} (default del)")
+    parser.add_argument("--strategy", default="del", help=f"one of {STRATEGIES_HELP} (default del)")
     parser.add_argument("--budget", type=float,
-                        help="fraction of ALL parameter entries to select (default: del 0.3, salun 0.5, others 0.3)")
+                        help="fraction of ALL parameter entries to select (default: salun 0.5, the others 0.3)")
     parser.add_argument("--topk-rule", default="out-channels", choices=TOPK_RULES,
                         help="channel scores: mean of the top h=⌊f·C_out⌋ (out-channels, the official DEL code) "
                         "or h=⌊f·row length⌋ (row) entries of each output row")
     parser.add_argument("--topk-fraction", type=float, default=0.1, help="f above (default 0.1)")
     parser.add_argument("--reference", help="random-channel: mask file whose per-layer counts to copy (default: the del mask)")
-    parser.add_argument("--batch-size", type=int, default=128, help="batch size of the gradient pass (default 128)")
+    parser.add_argument("--batch-size", type=positive_int, default=128,
+                        help="batch size of the gradient pass (default 128)")
     parser.add_argument("--out", required=True, help="mask file to write (.safetensors)")
     parser.set_defaults(func=run)
 
 
-def sparsity_table(mask: Mask, title: str) -> Table:
+def sparsity_table(mask, title: str):
     """Rich table: one row per parameter tensor (selected, total, density) and a total row."""
+    from rich.table import Table
+
     table = Table(title=title)
     for column in ("parameter", "shape", "selected", "total", "selected %"):
         table.add_column(column, justify="left" if column in ("parameter", "shape") else "right")
@@ -99,10 +103,18 @@ def sparsity_table(mask: Mask, title: str) -> Table:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.strategy not in available_strategies():
-        from ..errors import unknown_name
+    from rich.console import Console
 
+    from ..errors import unknown_name
+    from ..localization import DEFAULT_BUDGETS, Mask, available_strategies, localize
+
+    if args.strategy not in available_strategies():
         raise unknown_name("localization strategy", args.strategy, available_strategies())
+    if args.budget is not None and not 0 < args.budget <= 1:
+        raise ConfigError(f"--budget must be in (0, 1], got {args.budget}")
+    if not 0 < args.topk_fraction <= 1:
+        raise ConfigError(f"--topk-fraction must be in (0, 1], got {args.topk_fraction}")
+    check_output_file(args.out, "--out")
     model, _, setting, forget_set = load_checkpoint_and_data(args)
     forget, _ = split_examples(setting, forget_set)
     options: dict[str, Any] = {}

@@ -6,7 +6,8 @@
     memunlearn memorization compare --dataset digits --pool-size 64 --out runs/digits-compare.json
 
 Every sub-command checks its input (proxy names, executor, Ray, score files, an existing pool
-folder) before any training, and writes its outputs only at the end, atomically.
+folder) and every output location (--out, --pool-dir, the cache) before any training, and writes
+its outputs only at the end, atomically.
 """
 
 from __future__ import annotations
@@ -14,16 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from rich.console import Console
-from rich.table import Table
-
 from ..errors import ConfigError
-from ..io import atomic_path, write_json
-from .common import add_data_options, parse_list
+from ..io import atomic_path, cache_root, check_output_dir, check_output_file, write_json
+from .common import PROXIES_HELP, add_data_options, non_negative_int, parse_list, positive_int, stage_logger
 
 
 def add_parser(subparsers) -> None:
@@ -43,11 +41,12 @@ def add_parser(subparsers) -> None:
     for name, text in helps.items():
         sub = commands.add_parser(name, help=text, description=text)
         add_data_options(sub)
-        sub.add_argument("--seed", type=int, default=0, help="seed of the original model and of proxy randomness")
+        sub.add_argument("--seed", type=non_negative_int, default=0,
+                         help="seed of the original model and of proxy randomness")
         if name in ("pool", "scores", "compare"):
             _add_pool_options(sub)
         if name in ("proxies", "compare"):
-            sub.add_argument("--proxies", help="comma-separated proxies (default: all)")
+            sub.add_argument("--proxies", help=f"comma-separated proxies (default: all): {PROXIES_HELP}")
         if name == "compare":
             sub.add_argument("--proxy-dir", help="read proxies from a `memorization proxies` folder instead of computing them")
             sub.add_argument("--scores", help="exact scores (.npy from `memorization scores`) instead of the pool's")
@@ -64,12 +63,15 @@ def add_parser(subparsers) -> None:
 
 def _add_pool_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model pool")
-    group.add_argument("--pool-size", type=int, default=None, help="K, the number of pool models (default 100)")
+    group.add_argument("--pool-size", type=positive_int, default=None, help="K, the number of pool models (default 100)")
     group.add_argument("--subset-fraction", type=float, default=0.7, help="r, fraction of the training set per model (0.7)")
-    group.add_argument("--pool-seed", type=int, default=0, help="the pool's own seed (default 0)")
+    group.add_argument("--pool-seed", type=non_negative_int, default=0, help="the pool's own seed (default 0)")
     group.add_argument("--pool-dir", help="pool folder (default: in the cache, keyed by data, model and recipe)")
     group.add_argument("--executor", default="local", help="local (default: a process pool) or ray")
-    group.add_argument("--workers", type=int, default=1, help="parallel workers (local processes or Ray CPUs)")
+    group.add_argument("--workers", type=positive_int, default=1, help="parallel workers (local processes or Ray CPUs)")
+    group.add_argument("--member-threads", type=positive_int, default=1,
+                       help="torch threads each member trains with (default 1); part of the pool's key, so a "
+                       "member's result never depends on --workers")
     group.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
 
 
@@ -96,6 +98,8 @@ def _check_pool_options(args: argparse.Namespace) -> None:
     from ..memorization.executors import check_executor
 
     check_executor(args.executor)
+    if args.pool_dir:
+        check_output_dir(args.pool_dir, "--pool-dir")
     if args.ray_address and args.executor != "ray":
         raise ConfigError("--ray-address only applies to --executor ray")
     if args.workers < 1:
@@ -104,19 +108,42 @@ def _check_pool_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--pool-size must be at least 2, got {args.pool_size}")
 
 
-def _build(args: argparse.Namespace, setting, console: Console):
+def _check_outputs(args: argparse.Namespace, *files: str | Path | None) -> None:
+    """Every output location of the command, before any work: the cache and the given files."""
+    check_output_dir(cache_root(args.cache_dir), "cache directory")
+    for path in files:
+        if path is not None:
+            check_output_file(path, "--out")
+
+
+def member_progress(result: dict) -> str:
+    """One line per finished pool member: which, how long, k of K, and the time left.
+
+    Example:
+        >>> member_progress({"index": 3, "wall_time": 2.0, "held_out_accuracy": 0.9, "trained_this_run": 2,
+        ...                  "present": 6, "pool_size": 10, "elapsed": 4.0})
+        'member 3 done in 2.0s (held-out acc 0.900): 6 of 10 in the pool, 2 trained this run, about 8s left'
+    """
+    text = (f"member {result['index']} done in {result['wall_time']:.1f}s "
+            f"(held-out acc {result['held_out_accuracy']:.3f})")
+    if "present" in result:
+        left = result["pool_size"] - result["present"]
+        text += f": {result['present']} of {result['pool_size']} in the pool, {result['trained_this_run']} trained this run"
+        if left:
+            text += f", about {result['elapsed'] / max(result['trained_this_run'], 1) * left:.0f}s left"
+    return text
+
+
+def _build(args: argparse.Namespace, setting, log):
     from ..memorization import DEFAULT_POOL_SIZE
     from ..memorization.pool import build_pool, pool_spec_for
 
     spec = pool_spec_for(setting.dataset, setting.model_name, setting.width, setting.train_config,
-                         args.subset_fraction, args.pool_seed)
+                         args.subset_fraction, args.pool_seed, threads=args.member_threads)
     size = args.pool_size or DEFAULT_POOL_SIZE
-    finished = []
 
     def on_member(result: dict) -> None:
-        finished.append(result)
-        console.print(f"[dim]member {result['index']} done in {result['wall_time']:.1f}s "
-                      f"(held-out acc {result['held_out_accuracy']:.3f}); {len(finished)} trained this run[/dim]")
+        log(member_progress(result))
 
     return build_pool(setting.dataset, spec, size, pool_dir=args.pool_dir, cache_dir=args.cache_dir,
                       executor=args.executor, workers=args.workers, ray_address=args.ray_address,
@@ -127,9 +154,9 @@ def run_pool(args: argparse.Namespace) -> int:
     from ..memorization.pool import pool_summary
 
     _check_pool_options(args)
-    console = Console(stderr=True)
+    _check_outputs(args, args.out)
     setting = _setting(args)
-    pool = _build(args, setting, console)
+    pool = _build(args, setting, stage_logger())
     summary = pool_summary(pool, setting.dataset.train.y.numpy())
     if args.out:
         write_json(args.out, summary)
@@ -148,9 +175,9 @@ def run_scores(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".npy":
         raise ConfigError(f"--out should name a .npy file, got {out}")
-    console = Console(stderr=True)
+    _check_outputs(args, out, out.with_suffix(".stderr.npy"), out.with_suffix(".json"))
     setting = _setting(args)
-    pool = _build(args, setting, console)
+    pool = _build(args, setting, stage_logger())
     labels = setting.dataset.train.y.numpy()
     estimate = pool.estimate(labels)
     reliability = pool.reliability(labels) if len(pool) >= 4 else float("nan")
@@ -170,36 +197,45 @@ def run_scores(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def _save_npy(path: Path, array) -> None:
+    import numpy as np
+
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, array)
 
 
-def _original(args: argparse.Namespace, setting, console: Console):
+def _original(args: argparse.Namespace, setting, log):
     from ..experiment import train_cached
 
     model, dynamics, wall, reused = train_cached(setting, setting.dataset.train, setting.dataset.fingerprint,
                                                  args.seed, "original")
-    console.print(f"[dim]original model {'reused' if reused else f'trained in {wall:.1f}s'}[/dim]")
+    log(f"original model {'reused' if reused else f'trained in {wall:.1f}s'}")
     return model, dynamics, wall
 
 
-def _compute_proxies(args: argparse.Namespace, names: list[str], setting, console: Console) -> tuple[dict, dict]:
+def _compute_proxies(args: argparse.Namespace, names: list[str], setting, log) -> tuple[dict, dict]:
     from ..memorization import compute_proxy
 
-    model, dynamics, wall = _original(args, setting, console)
+    model, dynamics, wall = _original(args, setting, log)
     results = {}
-    for name in names:
+    start = time.perf_counter()
+    for k, name in enumerate(names, 1):
         results[name] = compute_proxy(name, setting.dataset, model, dynamics, setting.device, args.seed)
-        console.print(f"[dim]{name}: {results[name].seconds:.2f}s[/dim]")
+        log(f"proxy {k} of {len(names)}: {name} in {results[name].seconds:.2f}s "
+            f"({time.perf_counter() - start:.1f}s so far)")
     return results, {"seed": args.seed, "train_seconds": wall}
 
 
 def run_proxies(args: argparse.Namespace) -> int:
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
     names = _proxy_names(args)
-    console = Console(stderr=True)
+    check_output_dir(args.out, "--out")
+    _check_outputs(args)
     setting = _setting(args)
-    results, original = _compute_proxies(args, names, setting, console)
+    results, original = _compute_proxies(args, names, setting, stage_logger())
     out = Path(args.out)
     for name, result in results.items():
         _save_npy(out / f"{name}.npy", result.scores)
@@ -239,18 +275,19 @@ def run_compare(args: argparse.Namespace) -> int:
 
     names = _proxy_names(args)
     _check_pool_options(args)
-    console = Console(stderr=True)
+    _check_outputs(args, args.out)
+    log = stage_logger()
     setting = _setting(args)
     n = len(setting.dataset.train)
     # Files given by the user are checked before anything is trained.
     given_scores = load_score_file(args.scores, n) if args.scores else None
     proxies = _load_proxy_dir(args.proxy_dir, names, n) if args.proxy_dir else None
-    pool = _build(args, setting, console)
+    pool = _build(args, setting, log)
     labels = setting.dataset.train.y.numpy()
     exact = given_scores if given_scores is not None else pool.estimate(labels).scores
     split_half = pool.reliability(labels) if len(pool) >= 4 else float("nan")
     if proxies is None:
-        proxies, _ = _compute_proxies(args, names, setting, console)
+        proxies, _ = _compute_proxies(args, names, setting, log)
     comparison = compare_proxies(exact, split_half, proxies, pool.train_seconds)
     comparison.update({"dataset": setting.dataset.name, "n_train": n, "pool_dir": str(pool.directory),
                        "pool_size": len(pool), "exact_source": args.scores or "pool"})
@@ -264,6 +301,10 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def _print_comparison(comparison: dict[str, Any]) -> None:
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=(
         f"proxies vs exact memorization ({comparison['dataset']}, K={comparison['pool_size']}; split-half ρ "
         f"{_number(comparison['split_half_reliability'], '{:.3f}')}, full-pool reliability "
@@ -279,7 +320,9 @@ def _print_comparison(comparison: dict[str, Any]) -> None:
 
 
 def _number(value: float, fmt: str) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else fmt.format(value)
+    import math
+
+    return "n/a" if value is None or not math.isfinite(value) else fmt.format(value)
 
 
 _ACTIONS = {"pool": run_pool, "scores": run_scores, "proxies": run_proxies, "compare": run_compare}

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
-
 from ..errors import ConfigError
-from ..experiment import RunConfig, run_experiment
-from ..report import print_results
-from ..rum import DEFAULT_SCORE, VARIANTS, entry_name, parse_entry
-from .common import add_data_options, default_out_dir, parse_assignments, parse_list
+from .common import (FORGET_HELP, PROXIES_HELP, add_data_options, default_out_dir, non_negative_int,
+                     parse_assignments, parse_list, positive_int, stage_logger)
+
+# RUM's variants and default score, written out so the parser imports nothing heavy (the tests
+# check them against memunlearn.rum).
+VARIANTS = ("vanilla", "shuffle", "rum-f", "rum")
+DEFAULT_SCORE = "confidence"
 
 
 def add_parser(subparsers) -> None:
@@ -29,10 +30,10 @@ def add_parser(subparsers) -> None:
     )
     add_data_options(parser)
     parser.add_argument("--forget", default="iid:0.1",
-                        help="forget set (as for `run`; memorization:mix[:SOURCE] carries its own partitions)")
+                        help=f"{FORGET_HELP} (memorization:mix[:SOURCE] carries its own partitions)")
     parser.add_argument("--score", default=DEFAULT_SCORE,
-                        help="score whose tertiles split the forget set: exact, a proxy (default confidence) or "
-                        "FILE.npy; ignored when the forget set carries partitions (memorization:mix)")
+                        help=f"score whose tertiles split the forget set: exact, a proxy ({PROXIES_HELP}; default "
+                        "confidence) or FILE.npy; ignored when the forget set carries partitions (memorization:mix)")
     parser.add_argument("--pipeline", required=True,
                         help="comma-separated methods low → high for --variant rum (none = leave that part alone), "
                         "e.g. none,finetune,salun; one method for the other variants")
@@ -41,8 +42,9 @@ def add_parser(subparsers) -> None:
                         help="also run vanilla, shuffle and rum-f with each method of the pipeline")
     parser.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
                         help="a method hyperparameter, used by every step of that method (repeatable)")
-    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
-    parser.add_argument("--seeds", type=int, default=1, help="number of seeds, each with its own oracle (default 1)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="first seed (default 0)")
+    parser.add_argument("--seeds", type=positive_int, default=1,
+                        help="number of seeds, each with its own oracle (default 1)")
     parser.add_argument("--out", help="output directory (default runs/<timestamp>)")
     parser.set_defaults(func=run)
 
@@ -54,6 +56,8 @@ def pipeline_entries(variant: str, pipeline: tuple[str, ...], baselines: bool) -
         >>> pipeline_entries("rum", ("none", "finetune"), baselines=True)
         ('rum:none:finetune', 'vanilla:finetune', 'shuffle:finetune', 'rum-f:finetune')
     """
+    from ..rum import entry_name, parse_entry
+
     bad = [step for step in pipeline if ":" in step]
     if bad:
         raise ConfigError(f"--pipeline takes method names separated by commas, got {bad[0]!r}")
@@ -67,6 +71,9 @@ def pipeline_entries(variant: str, pipeline: tuple[str, ...], baselines: bool) -
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..experiment import RunConfig, run_experiment
+    from ..report import print_results
+
     methods = pipeline_entries(args.variant, parse_list(args.pipeline), args.baselines)
     config = RunConfig(
         dataset=args.dataset, data_dir=args.data_dir, model=args.model, width=args.width, forget=args.forget,
@@ -74,9 +81,8 @@ def run(args: argparse.Namespace) -> int:
         hparams=parse_assignments(args.set), device=args.device, fast=args.fast, cache_dir=args.cache_dir,
         rum_score=args.score,
     )
-    console = Console(stderr=True)
     out_dir = args.out or default_out_dir()
-    results = run_experiment(config, out_dir, log=lambda line: console.print(f"[dim]{line}[/dim]"))
+    results = run_experiment(config, out_dir, log=stage_logger())
     print_results(results)
     for row in results["per_seed"]:
         if "rum" in row:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
-from ..checkpoints import model_metadata, save_checkpoint
-from ..experiment import RunConfig, resolve_setting
-from ..training import accuracy, train
-from .common import add_data_options
+from ..io import check_output_file
+from .common import add_data_options, non_negative_int
 
 
 def add_parser(subparsers) -> None:
@@ -18,18 +15,26 @@ def add_parser(subparsers) -> None:
         "Example: memunlearn train --dataset digits --out runs/digits-model.safetensors",
     )
     add_data_options(parser)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initialisation and data order")
     parser.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..checkpoints import model_metadata, save_checkpoint
+    from ..experiment import RunConfig, resolve_setting
+    from ..training import accuracy, train
+
+    check_output_file(args.out, "--out")
     config = RunConfig(dataset=args.dataset, data_dir=args.data_dir, model=args.model, width=args.width,
                        epochs=args.epochs, train_subset=args.train_subset, device=args.device, fast=args.fast,
                        seed=args.seed)
     setting = resolve_setting(config)
     train_config = replace(setting.train_config, seed=args.seed)
-    result = train(setting.build(args.seed), setting.dataset.train, train_config, setting.device, progress=True)
+    result = train(setting.build(args.seed), setting.dataset.train, train_config, setting.device, progress=True,
+                   description=f"training {setting.model_name}")
     train_acc = accuracy(result.model, setting.dataset.train, setting.device)
     test_acc = accuracy(result.model, setting.dataset.test, setting.device)
     channels, _, size = setting.dataset.input_shape

@@ -5,18 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
-from ..checkpoints import load_model, save_checkpoint
 from ..errors import ConfigError
-from ..evaluation import compare_to_oracle, evaluate
-from ..io import write_json
-from ..localization import Mask
-from ..methods import available_methods, get_method, method_defaults, unlearn
-from .common import default_out_dir, parse_assignments
+from ..io import check_output_dir
+from .common import METHODS_HELP, default_out_dir, parse_assignments
 from .localize import add_checkpoint_options, load_checkpoint_and_data, split_examples
 
 
@@ -28,7 +20,7 @@ def add_parser(subparsers) -> None:
         "model.safetensors --method del --mask del-mask.safetensors --forget iid:0.1 --set del.epochs=3 --out runs/del",
     )
     add_checkpoint_options(parser)
-    parser.add_argument("--method", required=True, help=f"one of {', '.join(available_methods())}")
+    parser.add_argument("--method", required=True, help=f"one of {METHODS_HELP}")
     parser.add_argument("--mask", help="mask file from `memunlearn localize`: only its entries may change")
     parser.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE", help="a method hyperparameter (repeatable)")
     parser.add_argument("--oracle", help="a model retrained without the forget set (same forget rule and seed): "
@@ -38,16 +30,19 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Everything that can fail on bad input is checked before anything is written.
-    get_method(args.method)
+    from ..checkpoints import load_model, save_checkpoint
+    from ..evaluation import compare_to_oracle, evaluate
+    from ..io import write_json
+    from ..localization import Mask
+    from ..methods import check_hparams, method_defaults, unlearn
+
+    # Everything that can fail on bad input is checked before anything is computed or written.
     assignments = parse_assignments(args.set)
     others = sorted(set(assignments) - {args.method})
     if others:
         raise ConfigError(f"--set names method(s) {others}, but --method is {args.method!r}")
-    hparams = assignments.get(args.method, {})
-    unknown = sorted(set(hparams) - set(method_defaults(args.method)))
-    if unknown:
-        raise ConfigError(f"method {args.method!r} has no hyperparameter(s) {unknown}; it takes {sorted(method_defaults(args.method))}")
+    hparams = check_hparams(args.method, assignments.get(args.method, {}))  # unknown method, names, values
+    out = check_output_dir(args.out if args.out else default_out_dir(), "--out")
     model, metadata, setting, forget_set = load_checkpoint_and_data(args)
     mask = Mask.load(args.mask).check_fits(model) if args.mask else None
     oracle = load_model(args.oracle)[0] if args.oracle else None
@@ -70,7 +65,6 @@ def run(args: argparse.Namespace) -> int:
         evaluation.update(oracle=str(args.oracle), oracle_metrics=oracle_metrics,
                           vs_oracle=compare_to_oracle(metrics, oracle_metrics))
 
-    out = Path(args.out) if args.out else default_out_dir()
     save_checkpoint(out / "model.safetensors", result.model, metadata={
         **metadata, "unlearned_with": args.method, "unlearn_hparams": evaluation["hparams"], "forget": forget_set.rule,
         "forget_seed": args.seed, "mask": args.mask,
@@ -83,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_evaluation(evaluation: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"{evaluation['method']} · forget {evaluation['forget_set']['rule']} (accuracies in %)")
     for column in ("model", "forget acc", "retain acc", "test acc", "MIA-eff.", "ToW", "ToW-MIA"):
         table.add_column(column, justify="left" if column == "model" else "right")

@@ -9,15 +9,12 @@ sweep on the same cache wait for a cell the first is computing, then reuse it.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +22,7 @@ from .. import __version__
 from ..checkpoints import artefact_key
 from ..errors import DivergedError
 from ..evaluation import compare_to_oracle, evaluate
-from ..io import atomic_path
+from ..io import FileLock, atomic_path, json_checksum
 from ..methods import method_defaults, unlearn
 from ..rum import RunPartitions, parse_entry, run_entry
 from .setup import Setting, Split
@@ -61,14 +58,6 @@ def cell_key(setting: Setting, split: Split, entry: str, hparams: dict[str, Any]
     )
 
 
-def canonical(payload: Any) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def checksum(payload: Any) -> str:
-    return hashlib.sha256(canonical(payload).encode()).hexdigest()
-
-
 class CellStore:
     """The cache directory of finished cells."""
 
@@ -86,7 +75,7 @@ class CellStore:
         try:
             stored = json.loads(path.read_text())
             result = stored["result"]
-            intact = stored.get("sha256") == checksum(result)
+            intact = stored.get("sha256") == json_checksum(result)
         except (OSError, ValueError, KeyError, TypeError):
             intact = False
         if not intact:
@@ -95,20 +84,13 @@ class CellStore:
         return result
 
     def save(self, cell: Cell, result: dict[str, Any]) -> None:
-        payload = {"key": cell.key, "cell": cell.describe(), "result": result, "sha256": checksum(result)}
+        payload = {"key": cell.key, "cell": cell.describe(), "result": result, "sha256": json_checksum(result)}
         with atomic_path(self.path(cell.key)) as tmp:
             tmp.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n")
 
-    @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
-        """Hold the cell's lock: a second sweep computing the same cell waits here."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f"{key}.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def lock(self, key: str) -> FileLock:
+        """The cell's lock: a second sweep computing the same cell waits on it, then reuses the cell."""
+        return FileLock(self.path(key))
 
 
 def finite_json(value: Any) -> Any:
@@ -149,6 +131,7 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, rum_score: str) -> 
     entry: dict[str, Any] = {
         "status": "ok", "metrics": metrics, "vs_oracle": compare_to_oracle(metrics, split.oracle_metrics),
         "cost": result.cost.to_dict(), "time_fraction": result.cost.wall_time / split.oracle_time,
+        "examples_fraction": result.cost.examples / split.oracle_examples,
         "hparams": {**hparams, "seed": split.seed},
     }
     if pipeline is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -10,10 +11,11 @@ import torch
 
 from .. import __version__
 from ..checkpoints import cache_root
-from ..io import write_json
+from ..io import check_output_dir, write_json
+from ..tuning import apply_tuned
 from .cells import Cell, CellStore, cell_key, compute_cell, finite_json
 from .setup import Setting, Split, prepare_split, resolve_setting
-from .spec import ExperimentSpec, check_spec, spec_from_dict
+from .spec import ExperimentSpec, MethodCell, check_spec, spec_from_dict
 from .summary import summarise, versions
 
 Log = Callable[[str], None]
@@ -53,6 +55,10 @@ def run_experiment(
     """
     if not isinstance(spec, ExperimentSpec):
         spec = spec.to_spec()
+    # Every output and cache location is checked before any work, not after it.
+    if out_dir is not None:
+        check_output_dir(out_dir, "output directory")
+    check_output_dir(cache_root(spec.cache_dir), "cache directory")
     check_spec(spec)
     setting = resolve_setting(spec)
     start = time.perf_counter()
@@ -63,13 +69,15 @@ def run_experiment(
     method_cells = spec.method_cells()
     total = len(spec.forget) * len(spec.seeds) * len(method_cells)
     progress = _Progress(total, log)
+    tuned = apply_tuned(spec, setting, log)
     for rule in spec.forget:
         rows, forget_sets = [], []
+        rule_cells = [with_tuned(m, tuned[rule]) for m in method_cells]
         for seed in spec.seeds:
             split = prepare_split(spec, setting, seed, rule, log)
             cells = [Cell(seed, rule, m.entry, m.label, m.hparams, cell_key(setting, split, m.entry, m.hparams,
                                                                             spec.rum_score))
-                     for m in method_cells]
+                     for m in rule_cells]
             row = {**split.row, "methods": {}}
             for cell, result, reused in _run_cells(cells, split, setting, spec, store):
                 row["methods"][cell.label] = result
@@ -87,6 +95,7 @@ def run_experiment(
                                                       + ".txt"} for f in forget_sets}},
             "per_seed": rows,
             "summary": summarise(rows, [m.label for m in method_cells]),
+            "tuned_hparams": tuned[rule],
         })
     results = finite_json({
         "format": 2,
@@ -114,6 +123,17 @@ def run_experiment(
     return results
 
 
+def with_tuned(cell: MethodCell, tuned: dict[str, dict[str, Any]]) -> MethodCell:
+    """``cell`` with tuned hyperparameters filled in under the ones the spec sets explicitly."""
+    from ..rum import parse_entry
+
+    if not tuned:
+        return cell
+    if parse_entry(cell.entry) is None:
+        return replace(cell, hparams={**tuned.get(cell.entry, {}), **cell.hparams})
+    return replace(cell, hparams={m: {**tuned.get(m, {}), **values} for m, values in cell.hparams.items()})
+
+
 def _indices_stem(spec: ExperimentSpec, rule: str, seed: int) -> str:
     if len(spec.forget) == 1:
         return f"forget_indices_seed{seed}"
@@ -133,7 +153,7 @@ def _run_cells(cells: list[Cell], split: Split, setting: Setting, spec: Experime
         return
     if spec.executor.workers == 1 and spec.executor.name == "local":
         for cell in pending:
-            yield (cell, *_compute_or_reuse(cell, split, setting, spec, store))
+            yield (cell, *compute_or_reuse(cell, split, setting, spec, store))
         return
     from ..memorization.executors import get_executor
 
@@ -143,7 +163,7 @@ def _run_cells(cells: list[Cell], split: Split, setting: Setting, spec: Experime
             yield cell, result, reused
 
 
-def _compute_or_reuse(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpec,
+def compute_or_reuse(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpec,
                       store: CellStore) -> tuple[dict[str, Any], bool]:
     with store.lock(cell.key):
         stored = store.load(cell.key)  # another sweep may have finished it while we waited
@@ -167,7 +187,7 @@ def _cell_task(cell: Cell, shared: dict[str, Any]) -> tuple[dict[str, Any], bool
     if key not in _WORKER_STATE:
         _WORKER_STATE[key] = prepare_split(spec, setting, cell.seed, cell.rule, _quiet)
     store = CellStore(cache_root(spec.cache_dir) / "cells")
-    return _compute_or_reuse(cell, _WORKER_STATE[key], setting, spec, store)
+    return compute_or_reuse(cell, _WORKER_STATE[key], setting, spec, store)
 
 
 class _Progress:

@@ -120,6 +120,7 @@ class Split:
     dynamics: TrainingDynamics | None
     oracle_metrics: dict[str, float]
     oracle_time: float
+    oracle_examples: int  # examples the oracle's training processed: the load-independent cost unit
     row: dict[str, Any] = field(default_factory=dict)  # oracle, original and noise-floor entries
 
     @property
@@ -180,6 +181,9 @@ def prepare_split(
         floor_metrics = evaluate(independent, forget, retain, test, setting.device, seed)
         row["noise_floor"] = {
             "metrics": floor_metrics, "vs_oracle": compare_to_oracle(floor_metrics, oracle_metrics),
-            "wall_time": floor_time, "time_fraction": floor_time / oracle_time, "seed": floor_seed,
+            "wall_time": floor_time, "time_fraction": floor_time / oracle_time, "examples_fraction": 1.0,
+            "seed": floor_seed,
         }
-    return Split(seed, rule, dataset, forget_set, original, dynamics, oracle_metrics, oracle_time, row)
+    oracle_examples = setting.train_config.epochs * len(retain_idx)
+    row["oracle"]["examples"] = oracle_examples
+    return Split(seed, rule, dataset, forget_set, original, dynamics, oracle_metrics, oracle_time, oracle_examples, row)

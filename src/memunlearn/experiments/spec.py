@@ -137,6 +137,7 @@ class ExperimentSpec:
     cache_dir: str | None = None
     rum_score: str = "confidence"
     hparams_file: str | None = None
+    use_tuned: bool = True  # the package's shipped tuned hyperparameters, when the setting matches
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data, in the same layout as a TOML spec file (round-trips)."""
@@ -152,7 +153,7 @@ class ExperimentSpec:
             "executor": _drop_none(asdict(self.executor)),
             "tuning": asdict(self.tuning),
             "run": _drop_none({"device": self.device, "cache_dir": self.cache_dir, "rum_score": self.rum_score,
-                               "hparams_file": self.hparams_file}),
+                               "hparams_file": self.hparams_file, "use_tuned": self.use_tuned}),
         }
         return payload
 
@@ -286,7 +287,8 @@ def spec_from_dict(payload: Mapping[str, Any], source: str | None = None, text: 
     seeds = _seeds(payload.get("seeds", {}), where)
     methods, hparams = _methods(payload.get("methods", {}), where)
     run = dict(payload.get("run", {}))
-    run_keys = {"device": "str", "cache_dir": "str | None", "rum_score": "str", "hparams_file": "str | None"}
+    run_keys = {"device": "str", "cache_dir": "str | None", "rum_score": "str", "hparams_file": "str | None",
+                "use_tuned": "bool"}
     for key in run:
         if key not in run_keys:
             raise ConfigError(f"{where('run', key)}: unknown key; known: {', '.join(run_keys)}")
@@ -445,6 +447,10 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
         raise ConfigError(f"{where('tuning', 'trials')}: must be at least 1, got {spec.tuning.trials}")
     if spec.tuning.sampler not in ("tpe", "grid", "random"):
         raise ConfigError(f"{where('tuning', 'sampler')}: must be tpe, grid or random, got {spec.tuning.sampler!r}")
+    if spec.hparams_file is not None:
+        from ..tuning import load_hparams
+
+        load_hparams(spec.hparams_file)  # a missing or malformed file stops here, before any work
     if spec.device not in ("auto", "cpu", "cuda") and not spec.device.startswith("cuda:"):
         raise ConfigError(f"{where('run', 'device')}: must be auto, cpu or cuda, got {spec.device!r}")
 

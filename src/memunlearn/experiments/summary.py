@@ -2,7 +2,8 @@
 
 Every row kind (oracle, original, the noise floor, each method) is summarised under the same
 names: ``acc_forget``, ``acc_retain``, ``acc_test``, ``mia_efficacy``, ``loss_mia_auc``, the gaps
-to the oracle ``gap_*``, ``tow``, ``tow_mia`` and ``time_fraction`` (where they exist).
+to the oracle ``gap_*``, ``tow``, ``tow_mia``, and the cost against the oracle's retrain: ``time_fraction`` (wall time) and
+``examples_fraction`` (examples processed, the load-independent unit), where they exist.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def summarise_entries(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     if any("vs_oracle" in e for e in entries):
         for name in ORACLE_NAMES:
             summary[name] = mean_interval(e["vs_oracle"][name] for e in entries if "vs_oracle" in e)
-    if any("time_fraction" in e for e in entries):
-        summary["time_fraction"] = mean_interval(e["time_fraction"] for e in entries if "time_fraction" in e)
+    for name in ("time_fraction", "examples_fraction"):
+        if any(name in e for e in entries):
+            summary[name] = mean_interval(e[name] for e in entries if name in e)
     return summary
 
 

@@ -1,0 +1,372 @@
+"""Hyperparameter search in the library (SPEC §3): ``memunlearn.tune`` and ``memunlearn tune``.
+
+For each forget rule and each method, Optuna searches the method's declared space (see
+:mod:`memunlearn.params`) on a *tuning seed* and a *validation split held out of the training
+data*: never the test set, never an evaluation seed. The objective is ToW × ToW-MIA against the
+tuning seed's oracle; a trial whose cost exceeds the cap (a fraction of the oracle's retrain, in
+examples processed, which no machine load changes) scores 0. Every trial is recorded. Trials are
+experiment cells, so they are cached: a tuning run that is interrupted, or repeated, reuses them.
+
+The result is an hparams file (TOML) that ``memunlearn run --hparams FILE`` and specs load; the
+package ships tuned files for digits and Fashion-MNIST's default recipe.
+
+Example:
+    >>> from memunlearn.experiment import spec_from_dict
+    >>> spec = spec_from_dict({"methods": {"run": ["finetune"]}, "tuning": {"trials": 4}})
+    >>> result = tune(spec, "hparams.toml")  # doctest: +SKIP
+    >>> result.best["iid:0.1"]["finetune"]  # doctest: +SKIP
+    {'epochs': 3, 'lr': 0.04}
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from . import __version__
+from .errors import ConfigError
+from .params import Param
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# ------------------------------------------------------------------------------------------------
+# Search spaces
+
+
+def search_space(method: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Param]:
+    """The parameters of ``method`` that a search explores (those declared with a ``search`` range).
+
+    ``overrides`` (from a spec's ``[tuning.space.METHOD]``) replace a range with ``[low, high]``, a
+    list of values for a bool/choice parameter, or ``false`` to keep the default.
+
+    Raises:
+        ConfigError: an unknown method or parameter, or an empty or inverted range.
+
+    Example:
+        >>> sorted(search_space("finetune"))
+        ['epochs', 'lr']
+    """
+    from .methods import method_params
+
+    params = method_params(method)
+    space = {name: p for name, p in params.items() if p.search is not None}
+    for name, value in (overrides or {}).items():
+        if name not in params:
+            raise ConfigError(f"search space of {method!r}: it has no hyperparameter {name!r}; it takes {sorted(params)}")
+        if value is False:
+            space.pop(name, None)
+            continue
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"search space of {method}.{name}: give [low, high] or a list of values, got {value!r}")
+        param = params[name]
+        if param.kind in ("int", "float"):
+            if len(value) != 2:
+                raise ConfigError(f"search space of {method}.{name}: give [low, high], got {value!r}")
+            low, high = (param.check(method, name, v) for v in value)
+            if not low < high:
+                raise ConfigError(f"search space of {method}.{name}: the range [{low}, {high}] is empty")
+            space[name] = param.with_search((low, high))
+        else:
+            space[name] = param.with_search(tuple(param.check(method, name, v) for v in value))
+    return space
+
+
+def _suggest(trial, method: str, name: str, param: Param) -> Any:
+    label = f"{method}.{name}"
+    if param.kind == "int":
+        return trial.suggest_int(label, int(param.search[0]), int(param.search[1]), log=param.log)
+    if param.kind == "float":
+        return trial.suggest_float(label, float(param.search[0]), float(param.search[1]), log=param.log)
+    return trial.suggest_categorical(label, list(param.search))
+
+
+def grid_values(param: Param, points: int = 3) -> list[Any]:
+    """A small grid over a declared range: ``points`` values, geometric on a log scale.
+
+    Example:
+        >>> from memunlearn.params import Float, Int
+        >>> grid_values(Float(search=(0.001, 0.1), log=True))
+        [0.001, 0.01, 0.1]
+        >>> grid_values(Int(search=(1, 10)))
+        [1, 6, 10]
+    """
+    if param.kind in ("bool", "choice"):
+        return list(param.search)
+    low, high = param.search
+    values = np.geomspace(low, high, points) if param.log else np.linspace(low, high, points)
+    if param.kind == "int":
+        return sorted({int(round(v)) for v in values})
+    return [float(f"{v:.6g}") for v in values]
+
+
+# ------------------------------------------------------------------------------------------------
+# Tuning
+
+
+@dataclass
+class TuningResult:
+    """Per forget rule and method: the best hyperparameters, and every trial."""
+
+    best: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    cost: dict[str, dict[str, Any]] = field(default_factory=dict)
+    setting: dict[str, Any] = field(default_factory=dict)
+
+
+def tune(
+    spec,
+    out: str | Path | None = None,
+    log: Callable[[str], None] = lambda line: None,
+    command: str | None = None,
+) -> TuningResult:
+    """Search each method's hyperparameters for each forget rule of ``spec``.
+
+    Args:
+        spec: an :class:`~memunlearn.experiment.ExperimentSpec`: its data, model, forget rules and
+            methods, and its ``tuning`` section (cost cap, trials, sampler, tuning seed, validation
+            size, space overrides). Its seeds are NOT used: tuning runs on ``tuning.seed``.
+        out: where to write the hparams TOML (and ``<out>.trials.json`` with every trial).
+        log: called with one line per trial.
+        command: the command line, recorded in the output.
+
+    Returns:
+        :class:`TuningResult`.
+
+    Raises:
+        ConfigError: an unknown method or parameter in the space, an empty range, a cost cap <= 0,
+            or a RUM pipeline among the methods (tune its steps' methods instead).
+    """
+    import optuna
+
+    from .experiments import check_spec, prepare_split, resolve_setting
+    from .experiments.cells import Cell, CellStore, cell_key
+    from .experiments.run import compute_or_reuse
+    from .io import cache_root, check_output_file
+    from .rum import parse_entry
+
+    if out is not None:
+        check_output_file(out, "hparams file")
+    check_spec(spec)
+    pipelines = [m for m in spec.methods if parse_entry(m) is not None]
+    if pipelines:
+        raise ConfigError(f"tune searches plain methods; {pipelines[0]!r} is a RUM pipeline: tune its methods instead")
+    spaces = {m: search_space(m, spec.tuning.space.get(m)) for m in spec.methods}
+    stray = sorted(set(spec.tuning.space) - set(spec.methods))
+    if stray:
+        raise ConfigError(f"[tuning.space] names {stray[0]!r}, which is not among the methods tuned")
+    validation = spec.data.validation or spec.tuning.validation
+    tuning_spec = replace(spec, data=replace(spec.data, validation=validation), seeds=(spec.tuning.seed,))
+    setting = resolve_setting(tuning_spec)
+    store = CellStore(cache_root(spec.cache_dir) / "cells")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    result = TuningResult(setting={
+        "dataset": spec.data.dataset, "train_subset": spec.data.train_subset, "model": setting.model_name,
+        "width": setting.width, "train": setting.train_config.to_dict(), "validation": validation,
+        "tuning_seed": spec.tuning.seed, "cost_cap": spec.tuning.cost_cap, "sampler": spec.tuning.sampler,
+        "trials": spec.tuning.trials, "objective": "tow * tow_mia on the validation split",
+        "cost_unit": "examples processed / the oracle's (load-independent)",
+    })
+    for rule in spec.forget:
+        split = prepare_split(tuning_spec, setting, spec.tuning.seed, rule, log)
+        result.best[rule] = {}
+        for method in spec.methods:
+            start = time.perf_counter()
+            space = spaces[method]
+            records: list[dict[str, Any]] = []
+
+            def objective(trial) -> float:
+                hparams = {name: _suggest(trial, method, name, param) for name, param in space.items()}
+                cell = Cell(spec.tuning.seed, rule, method, method, hparams,
+                            cell_key(setting, split, method, hparams, spec.rum_score))
+                entry, reused = compute_or_reuse(cell, split, setting, tuning_spec, store)
+                record = {"forget": rule, "method": method, "trial": trial.number, "hparams": hparams,
+                          "status": entry["status"], "reused": reused}
+                score = 0.0
+                if entry["status"] == "ok":
+                    vs = entry["vs_oracle"]
+                    within = entry["examples_fraction"] <= spec.tuning.cost_cap
+                    score = vs["tow"] * vs["tow_mia"] if within else 0.0
+                    record.update(tow=vs["tow"], tow_mia=vs["tow_mia"], examples_fraction=entry["examples_fraction"],
+                                  time_fraction=entry["time_fraction"], within_cost_cap=within)
+                record["objective"] = score
+                records.append(record)
+                log(f"tune {rule} {method} trial {trial.number + 1}/{spec.tuning.trials}: "
+                    f"{_show(hparams)} → {score:.4f}{'' if record.get('within_cost_cap', True) else ' (over the cost cap)'}"
+                    f"{' (reused)' if reused else ''}")
+                return score
+
+            sampler, n_trials = _sampler(spec.tuning.sampler, space, method, spec.tuning.seed, spec.tuning.trials)
+            study = optuna.create_study(direction="maximize", sampler=sampler)
+            if space:
+                study.optimize(objective, n_trials=n_trials)
+                best = records[study.best_trial.number]
+            else:  # nothing to search (every parameter fixed): score the defaults once
+                objective(optuna.trial.FixedTrial({}))
+                best = records[0]
+            result.trials.extend(records)
+            result.best[rule][method] = dict(best["hparams"]) if best["objective"] > 0 else {}
+            result.cost.setdefault(rule, {})[method] = {
+                "wall_time": time.perf_counter() - start, "trials": len(records),
+                "reused": sum(r["reused"] for r in records), "best_objective": best["objective"],
+            }
+            log(f"tune {rule} {method}: best {_show(result.best[rule][method]) or 'the defaults'} "
+                f"(ToW×ToW-MIA {best['objective']:.4f})")
+    if out is not None:
+        write_hparams(result, out, command)
+    return result
+
+
+def _sampler(name: str, space: Mapping[str, Param], method: str, seed: int, trials: int):
+    import optuna
+
+    if name == "grid":
+        grid = {f"{method}.{k}": grid_values(p) for k, p in space.items()}
+        size = math.prod(len(v) for v in grid.values()) if grid else 1
+        return optuna.samplers.GridSampler(grid, seed=seed), min(trials, size)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed), trials
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, trials)), trials
+
+
+def _show(hparams: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in hparams.items())
+
+
+# ------------------------------------------------------------------------------------------------
+# Hparams files: what tuning writes and `run` reads
+
+
+def write_hparams(result: TuningResult, path: str | Path, command: str | None = None) -> Path:
+    """Write the best hyperparameters as TOML and every trial beside it (``.trials.json``)."""
+    import tomli_w
+
+    from .io import atomic_path, write_json
+
+    setting = result.setting
+    payload = {
+        "about": {
+            "memunlearn": __version__, "command": command or "", "objective": setting["objective"],
+            "cost_cap": setting["cost_cap"], "cost_unit": setting["cost_unit"], "tuning_seed": setting["tuning_seed"],
+            "validation": setting["validation"], "train_subset": setting["train_subset"] or 0,
+            "trials": setting["trials"], "sampler": setting["sampler"],
+        },
+        "setting": [
+            {"dataset": setting["dataset"], "model": setting["model"], "width": setting["width"], "forget": rule,
+             "methods": {m: dict(v) for m, v in methods.items() if v}}
+            for rule, methods in result.best.items()
+        ],
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_text(tomli_w.dumps(payload))
+    write_json(Path(str(path) + ".trials.json"), {"setting": setting, "cost": result.cost, "trials": result.trials})
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class HparamsTable:
+    """Tuned hyperparameters per (dataset, model, width, forget rule, method), from one file."""
+
+    source: str
+    entries: tuple[dict[str, Any], ...]
+
+    def lookup(self, dataset: str, model: str, width: int, rule: str) -> dict[str, dict[str, Any]]:
+        """The methods' hyperparameters tuned for this setting: the exact forget rule first, else
+        one of the same kind (``iid:0.2`` takes what was tuned for ``iid:0.1``); {} if none."""
+        matching = [e for e in self.entries if (e["dataset"], e["model"], e["width"]) == (dataset, model, width)]
+        for entry in matching:
+            if entry["forget"] == rule:
+                return entry["methods"]
+        kind = _rule_kind(rule)
+        for entry in matching:
+            if _rule_kind(entry["forget"]) == kind:
+                return entry["methods"]
+        return {}
+
+
+def _rule_kind(rule: str) -> str:
+    kind, _, argument = rule.partition(":")
+    if kind in ("classes", "full-class"):  # the classes matter, the fraction less so
+        return f"{kind}:{argument.split(':')[0]}"
+    return kind
+
+
+def load_hparams(path: str | Path) -> HparamsTable:
+    """Read an hparams file written by :func:`tune` (or by hand), checking every value.
+
+    Raises:
+        ConfigError: a missing or malformed file, an unknown method or hyperparameter, or a value
+            outside its declared range.
+    """
+    from .methods import check_hparams
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"hparams file {path} does not exist")
+    try:
+        payload = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"hparams file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(payload) - {"about", "setting"})
+    if unknown:
+        raise ConfigError(f"hparams file {path}: unknown section [{unknown[0]}]; known: about, setting")
+    entries = []
+    for number, entry in enumerate(payload.get("setting", []), start=1):
+        where = f"hparams file {path}, setting #{number}"
+        missing = [k for k in ("dataset", "model", "width", "forget", "methods") if k not in entry]
+        if missing:
+            raise ConfigError(f"{where}: missing {', '.join(missing)}")
+        methods = {}
+        for method, values in entry["methods"].items():
+            try:
+                methods[method] = check_hparams(method, dict(values))
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        entries.append({**entry, "methods": methods})
+    return HparamsTable(str(path), tuple(entries))
+
+
+def shipped_hparams(dataset: str) -> HparamsTable | None:
+    """The tuned hyperparameters the package ships for ``dataset`` (None if it ships none)."""
+    resource = resources.files("memunlearn") / "tuned" / f"{dataset}.toml"
+    if not resource.is_file():
+        return None
+    with resources.as_file(resource) as path:
+        return load_hparams(path)
+
+
+def apply_tuned(spec, setting, log: Callable[[str], None] = lambda line: None) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per forget rule, the hyperparameters each method runs with: tuned values (from the spec's
+    hparams file, else the package's shipped file when the setting matches) under the spec's own.
+
+    Returns:
+        ``{rule: {method: hparams}}`` (the spec's explicit values win), plus a log line per use.
+    """
+    table = load_hparams(spec.hparams_file) if spec.hparams_file else (
+        shipped_hparams(spec.data.dataset) if spec.use_tuned else None)
+    merged: dict[str, dict[str, dict[str, Any]]] = {}
+    for rule in spec.forget:
+        tuned = table.lookup(spec.data.dataset, setting.model_name, setting.width, rule) if table else {}
+        merged[rule] = {}
+        for method, values in tuned.items():
+            merged[rule][method] = dict(values)
+        if tuned:
+            log(f"{rule}: tuned hyperparameters for {', '.join(sorted(tuned))} from {table.source} "
+                "(explicit values win; --no-tuned turns this off)")
+    return merged
+
+
+__all__ = [
+    "HparamsTable", "TuningResult", "apply_tuned", "grid_values", "load_hparams", "search_space",
+    "shipped_hparams", "tune", "write_hparams",
+]

@@ -167,3 +167,40 @@ def test_del_finds_the_head_of_a_custom_model_and_says_which(digits):
     assert not torch.equal(after["body.1.weight"], model.body[1].weight) and torch.equal(after["fc.weight"], model.fc.weight)
     with pytest.raises(Exception, match="no layer 'head'"):
         unlearn("del", model, forget, retain, mask=nothing, epochs=1, classifier_layer="head", device="cpu")
+
+
+# Memorization levels (SPEC §1) ------------------------------------------------------------------------
+
+def test_exact_mid_is_closest_to_one_half_even_when_most_scores_are_zero():
+    import numpy as np
+
+    from memunlearn.memorization import select_by_memorization
+
+    # 12 examples: 7 exact zeros (> 50%, as on real data), then 0.1, 0.4, 0.6, 0.5, 1.0.
+    scores = np.array([0.0] * 7 + [0.1, 0.4, 0.6, 0.5, 1.0])
+    # exact: 0.5 (index 10), then 0.4 and 0.6 tie at distance 0.1 and the lower score wins → 8
+    assert select_by_memorization(scores, "mid", 2, exact=True).tolist() == [8, 10]
+    # a proxy keeps the median (0.0 here): mid = low, which is why exact scores need the fixed level
+    assert select_by_memorization(scores, "mid", 2).tolist() == [0, 1]
+    # mix: low = two zeros, high = 1.0 and 0.6, mid = the rest closest to 0.5 (0.5, then 0.4)
+    _, parts = select_by_memorization(scores, "mix", 6, exact=True, return_parts=True)
+    assert {k: v.tolist() for k, v in parts.items()} == {"low": [0, 1], "mid": [8, 10], "high": [9, 11]}
+    _, proxy_parts = select_by_memorization(scores, "mix", 6, return_parts=True)
+    assert proxy_parts["mid"].tolist() == [2, 3]  # the median's zeros
+
+
+def test_memorization_forget_kind_uses_the_exact_rule_only_for_exact_scores(digits, monkeypatch):
+    import numpy as np
+
+    import memunlearn.memorization as memorization
+    from memunlearn.forget import ForgetContext, make_forget_set
+
+    n = len(digits.train)
+    scores = np.zeros(n)
+    scores[:100] = np.linspace(0.01, 1.0, 100)  # > 90% zeros
+    monkeypatch.setattr(memorization, "memorization_scores", lambda *args, **kwargs: scores)
+    context = ForgetContext(original=lambda: (None, None))
+    exact = make_forget_set("memorization:mid:exact:0.01", digits, seed=0, context=context)
+    assert np.abs(scores[exact.indices] - 0.5).max() < 0.1
+    proxy = make_forget_set("memorization:mid:confidence:0.01", digits, seed=0, context=context)
+    assert np.all(scores[proxy.indices] == 0)

@@ -1,8 +1,10 @@
 """The ``memorization`` and ``entanglement`` forget-set kinds (SPEC §1), registered on import.
 
-- ``memorization:LEVEL[:SOURCE[:FRACTION]]``: LEVEL is low, mid, high, mix (or a number such as
-  0.5 for exact scores); SOURCE is ``confidence`` (default), ``exact``, any proxy, or a .npy file
-  of scores; FRACTION of the training set (default 0.1). A ``mix`` set records its three parts in
+- ``memorization:LEVEL[:SOURCE[:FRACTION]]``: LEVEL is low, mid, high, mix (or a number: the
+  examples closest to that score); SOURCE is ``confidence`` (default), ``exact``, any proxy, or a
+  .npy file of scores; FRACTION of the training set (default 0.1). ``mid`` is the examples closest
+  to 0.5 for ``exact`` scores and closest to the median otherwise (a .npy file counts as a proxy:
+  its scale is unknown; for exact scores saved to a file, ask for level 0.5 instead of mid). A ``mix`` set records its three parts in
   ``ForgetSet.info["partitions"]`` (RUM's partitions).
 - ``entanglement:LEVEL[:GROUPS]``: the original model's penultimate features, sorted by distance
   to their global centroid and cut into GROUPS contiguous groups (default 15); low = the group
@@ -65,7 +67,7 @@ def parse_memorization_rule(argument: str) -> tuple[str, str, float]:
 
 
 def _memorization(dataset: Dataset, argument: str, seed: int, context: ForgetContext) -> ForgetSet:
-    from . import LEVELS, load_score_file, memorization_scores, select_by_memorization
+    from . import EXACT, LEVELS, load_score_file, memorization_scores, select_by_memorization
 
     level, source, fraction = parse_memorization_rule(argument)
     rule = f"memorization:{level}:{source}:{fraction}"
@@ -82,7 +84,7 @@ def _memorization(dataset: Dataset, argument: str, seed: int, context: ForgetCon
         scores = memorization_scores(source, dataset, model, dynamics, device=context.device,
                                      cache_dir=context.cache_dir, seed=seed)
     size = max(3 if level == "mix" else 1, int(round(fraction * n)))
-    indices, parts = select_by_memorization(scores, level, size, return_parts=True)
+    indices, parts = select_by_memorization(scores, level, size, exact=source == EXACT, return_parts=True)
     info = {
         "level": level, "source": source, "fraction": fraction,
         "score_mean": {name: float(np.mean(scores[part])) for name, part in parts.items()},

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import ConfigError, ForgetSetError
 
 LEVELS = ("low", "mid", "high", "mix")
+EXACT_MID_LEVEL = 0.5  # the official RUM code's mid for exact scores: on real data most exact scores are ≈ 0
 
 
 def _scores_array(scores: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -49,20 +50,24 @@ def select_by_memorization(
     level: str | float,
     size: int,
     *,
+    exact: bool = False,
     return_parts: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
     """Pick ``size`` training examples at a memorization level (SPEC §1).
 
     ``high`` = the top ``size`` scores, ``low`` = the bottom ``size``, ``mid`` = the ``size``
-    closest to the median score, ``mix`` = a third of each (sizes differ by at most one: the
-    remainder goes to low, then mid), chosen as high first, then low, then mid among the rest,
-    so the parts never overlap. A number (e.g. ``0.5`` for exact scores in [0, 1]) selects the
-    ``size`` examples closest to that score.
+    closest to the level 0.5 for EXACT scores (as the official RUM code: more than half the
+    exact scores are ≈ 0 on real data, so a median-based mid would equal low) and closest to the
+    median for proxies (no fixed scale). ``mix`` = a third of each (sizes differ by at most one:
+    the remainder goes to low, then mid), chosen as high first, then low, then mid among the
+    rest by the same mid rule, so the parts never overlap. A number selects the ``size``
+    examples closest to that score.
 
     Args:
         scores: one score per training example, higher = more memorized; NaN = no score.
         level: ``low``, ``mid``, ``high``, ``mix``, or a number.
         size: how many examples to select in all.
+        exact: the scores are exact Feldman–Zhang scores (``mid`` = closest to 0.5), not a proxy's.
         return_parts: also return ``{"low": ..., "mid": ..., "high": ...}`` (for ``mix`` the three
             parts; for a single level, that level's indices under its own name).
 
@@ -79,6 +84,8 @@ def select_by_memorization(
         >>> idx, parts = select_by_memorization(np.arange(9.0), "mix", 3, return_parts=True)
         >>> {k: v.tolist() for k, v in parts.items()}
         {'low': [0], 'mid': [4], 'high': [8]}
+        >>> select_by_memorization(np.array([0.0, 0.0, 0.0, 0.4, 0.9]), "mid", 1, exact=True).tolist()
+        [3]
     """
     scores = _scores_array(scores)
     size = int(size)
@@ -92,6 +99,8 @@ def select_by_memorization(
             + (f" ({missing} have none: use a larger pool)" if missing else "")
         )
     ranked = rank_order(scores, finite)
+    # the same target in a mix set as on its own: 0.5, or the median of ALL finite scores
+    mid_target = EXACT_MID_LEVEL if exact else float(np.median(scores[finite]))
     parts: dict[str, np.ndarray]
     if isinstance(level, str) and level not in LEVELS:
         try:
@@ -103,7 +112,7 @@ def select_by_memorization(
     elif level == "low":
         parts = {"low": ranked[:size]}
     elif level == "mid":
-        parts = {"mid": _closest(scores, finite, float(np.median(scores[finite])), size)}
+        parts = {"mid": _closest(scores, finite, mid_target, size)}
     elif level == "mix":
         if size < 3:
             raise ConfigError(f"a mix forget set needs at least 3 examples (one per level), got {size}")
@@ -111,8 +120,7 @@ def select_by_memorization(
         high = ranked[len(ranked) - n_high :]
         low = ranked[:n_low]
         rest = ranked[n_low : len(ranked) - n_high]
-        # the median of ALL finite scores, so "mid" means the same in a mix set as on its own
-        mid = _closest(scores, rest, float(np.median(scores[finite])), n_mid)
+        mid = _closest(scores, rest, mid_target, n_mid)
         parts = {"low": np.sort(low), "mid": np.sort(mid), "high": np.sort(high)}
     else:
         parts = {"mid": _closest(scores, finite, float(level), size)}

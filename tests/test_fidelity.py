@@ -204,3 +204,51 @@ def test_memorization_forget_kind_uses_the_exact_rule_only_for_exact_scores(digi
     assert np.abs(scores[exact.indices] - 0.5).max() < 0.1
     proxy = make_forget_set("memorization:mid:confidence:0.01", digits, seed=0, context=context)
     assert np.all(scores[proxy.indices] == 0)
+
+
+# The holdout-retraining proxy's official recipe (SPEC §4) ----------------------------------------------
+
+def test_holdout_early_stopping_rule():
+    from memunlearn.memorization.proxies import loss_has_plateaued
+
+    assert not loss_has_plateaued([1.0, 0.9, 0.95, 0.91, 0.92], patience=4)  # only 4 epochs since the best
+    assert loss_has_plateaued([1.0, 0.9, 0.95, 0.91, 0.92, 0.93], patience=4)
+    assert not loss_has_plateaued([1.0, 0.9, 0.95, 0.91, 0.92, 0.89], patience=4)  # improved at the last one
+    assert loss_has_plateaued([0.5, 0.5, 0.5, 0.5, 0.5], patience=4)  # equal is not an improvement
+
+
+def test_holdout_finetuning_stops_after_four_epochs_without_improvement():
+    from memunlearn import Examples
+    from memunlearn.memorization.proxies import finetune_until_plateau
+
+    torch.manual_seed(0)
+    examples = Examples(torch.randn(20, 4), torch.randint(0, 3, (20,)))
+    frozen = torch.nn.Linear(4, 3)
+    # lr 0 on 20 copies of one example: every epoch has the same loss (whatever the shuffled order)
+    # → the best is epoch 1; stop after 4 more.
+    copies = Examples(examples.x[:1].repeat(20, 1), examples.y[:1].repeat(20))
+    losses = finetune_until_plateau(frozen, copies, lr=0.0, batch_size=20, device="cpu")
+    assert len(losses) == 5 and len(set(losses)) == 1
+    # a convex problem at a small rate keeps improving: it runs to the epoch cap
+    learning = torch.nn.Linear(4, 3)
+    losses = finetune_until_plateau(learning, examples, max_epochs=12, lr=0.05, momentum=0.0, batch_size=20,
+                                    device="cpu")
+    assert len(losses) == 12 and all(b < a for a, b in zip(losses, losses[1:]))
+
+
+def test_holdout_proxy_uses_the_official_defaults(digits, monkeypatch):
+    import memunlearn.memorization.proxies as proxies
+
+    seen = {}
+
+    def spy(model, examples, **settings):
+        seen.update(settings)
+        return [0.0]
+
+    monkeypatch.setattr(proxies, "finetune_until_plateau", spy)
+    model = build_model("cnn", 1, 10, width=4, image_size=8, seed=0)
+    proxies.compute_proxy("holdout-retraining", digits, model, None, "cpu")
+    assert {k: seen[k] for k in ("max_epochs", "lr", "momentum", "weight_decay", "patience")} == dict(
+        max_epochs=30, lr=0.1, momentum=0.9, weight_decay=5e-4, patience=4)
+    proxies.compute_proxy("holdout-retraining", digits, model, None, "cpu", holdout_lr=0.01, holdout_patience=2)
+    assert seen["lr"] == 0.01 and seen["patience"] == 2  # every setting can be overridden

@@ -3,7 +3,7 @@
 Five proxies read the training dynamics recorded while the original model trained (no extra
 pass): ``confidence``, ``max-confidence``, ``entropy``, ``binary-accuracy`` and
 ``forgetting-events``. Four need the final model: ``holdout-retraining``, ``loss-curvature``,
-``grad-norm`` and ``el2n``. Every proxy is registered by name in one dict and timed.
+``grad-norm`` and ``el2n``. Every proxy is registered by name, with what it needs, and timed.
 
 Example:
     >>> result = compute_proxy("confidence", data, model, dynamics)  # doctest: +SKIP
@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from ..data.core import Dataset
-from ..errors import ConfigError, unknown_name
-from ..training import TrainConfig, TrainingDynamics, get_device, predict_logits, recipe_for, train
+from ..errors import ConfigError
+from ..registry import Registry
+from ..training import TrainingDynamics, check_finite, get_device, predict_logits, recipe_for
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Proxy:
     description: str
 
 
-_PROXIES: dict[str, Proxy] = {}
+PROXIES: Registry[Callable[[ProxyInputs], np.ndarray]] = Registry("memorization proxy")
 
 
 def register_proxy(name: str, fn: Callable[[ProxyInputs], np.ndarray], needs: str, description: str) -> None:
@@ -71,11 +72,9 @@ def register_proxy(name: str, fn: Callable[[ProxyInputs], np.ndarray], needs: st
     Raises:
         ConfigError: the name is taken or ``needs`` is neither.
     """
-    if name in _PROXIES:
-        raise ConfigError(f"proxy {name!r} is already registered")
     if needs not in ("dynamics", "model"):
         raise ConfigError(f"a proxy needs 'dynamics' or 'model', got {needs!r}")
-    _PROXIES[name] = Proxy(fn, needs, description)
+    PROXIES.register(name, fn, needs=needs, description=description)
 
 
 def available_proxies() -> list[str]:
@@ -85,7 +84,7 @@ def available_proxies() -> list[str]:
         >>> "confidence" in available_proxies()
         True
     """
-    return list(_PROXIES)
+    return PROXIES.names()
 
 
 def proxy_description(name: str) -> str:
@@ -93,9 +92,13 @@ def proxy_description(name: str) -> str:
 
 
 def get_proxy(name: str) -> Proxy:
-    if name not in _PROXIES:
-        raise unknown_name("memorization proxy", name, _PROXIES)
-    return _PROXIES[name]
+    """The proxy ``name`` with what it needs.
+
+    Raises:
+        ConfigError: unknown name (the message lists the known ones).
+    """
+    entry = PROXIES.entry(name)
+    return Proxy(entry.obj, entry.metadata["needs"], entry.metadata["description"])
 
 
 def compute_proxy(
@@ -116,8 +119,10 @@ def compute_proxy(
         dynamics: the per-example dynamics of its training; needed by the dynamics proxies.
         device: where model passes run (``auto`` = CUDA when present).
         seed: seed of any randomness (curvature directions, hold-out finetuning).
-        **options: proxy options: ``holdout_epochs`` (3), ``holdout_lr`` (0.01),
-            ``curvature_directions`` (10), ``curvature_step`` (1e-3).
+        **options: proxy options: ``holdout_epochs`` (30), ``holdout_lr`` (0.1),
+            ``holdout_momentum`` (0.9), ``holdout_weight_decay`` (5e-4), ``holdout_patience`` (4),
+            ``holdout_batch_size`` (the dataset recipe's), ``curvature_directions`` (10),
+            ``curvature_step`` (1e-3).
 
     Returns:
         A :class:`ProxyResult`; ``seconds`` is the proxy's own wall time (the original training,
@@ -233,20 +238,83 @@ def _el2n(inputs: ProxyInputs) -> np.ndarray:
     return el2n_score(logits, inputs.dataset.train.y)
 
 
+def loss_has_plateaued(epoch_losses: list[float], patience: int) -> bool:
+    """True when none of the last ``patience`` epoch losses improved on the best one before them.
+
+    Example:
+        >>> loss_has_plateaued([1.0, 0.8, 0.9, 0.85, 0.8, 0.81], patience=4)  # 0.8 is not below 0.8
+        True
+        >>> loss_has_plateaued([1.0, 0.8, 0.9, 0.85, 0.79], patience=4)
+        False
+    """
+    if len(epoch_losses) <= patience:
+        return False
+    return min(epoch_losses[-patience:]) >= min(epoch_losses[:-patience])
+
+
+def finetune_until_plateau(
+    model: nn.Module,
+    examples,
+    *,
+    max_epochs: int = 30,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    batch_size: int = 128,
+    patience: int = 4,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+) -> list[float]:
+    """Train ``model`` in place with constant-rate SGD until its epoch loss stops improving.
+
+    The holdout-retraining proxy's official recipe (SPEC §4): SGD lr 0.1 (constant), momentum
+    0.9, weight decay 5e-4, at most ``max_epochs`` epochs, stopping once the mean training loss of
+    an epoch has not improved on the best for ``patience`` epochs (:func:`loss_has_plateaued`).
+
+    Returns:
+        The mean loss of every epoch run.
+
+    Raises:
+        DivergedError: the loss became NaN or infinite.
+    """
+    device = get_device(device)
+    model.to(device).train()
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    epoch_losses: list[float] = []
+    step = 0
+    while len(epoch_losses) < max_epochs and not loss_has_plateaued(epoch_losses, patience):
+        total = 0.0
+        for x, y in examples.batches(batch_size, shuffle=True, generator=generator):
+            loss = nn.functional.cross_entropy(model(x.to(device)), y.to(device))
+            check_finite(loss, "holdout-retraining", step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(y)
+            step += 1
+        epoch_losses.append(total / len(examples))
+    model.eval()
+    return epoch_losses
+
+
 def _holdout_retraining(inputs: ProxyInputs) -> np.ndarray:
     """Symmetric KL between θ_o and a copy finetuned on held-out data (Carlini et al. 2019).
 
     The held-out data is the dataset's TEST split: it is the only data guaranteed to be outside
     the training set. The finetuned copy is used only to score the training examples and is then
-    discarded, so no evaluation ever sees it.
+    discarded, so no evaluation ever sees it. Finetuning follows the official recipe
+    (:func:`finetune_until_plateau`); every setting is a ``holdout_*`` option.
     """
-    recipe = recipe_for(inputs.dataset.name).train
-    config = TrainConfig(
-        epochs=int(inputs.option("holdout_epochs", 3)), lr=float(inputs.option("holdout_lr", 0.01)),
-        batch_size=recipe.batch_size, momentum=0.9, weight_decay=recipe.weight_decay, seed=inputs.seed,
-    )
     finetuned = copy.deepcopy(inputs.model)
-    train(finetuned, inputs.dataset.test, config, inputs.device, record_dynamics=False)
+    finetune_until_plateau(
+        finetuned, inputs.dataset.test,
+        max_epochs=int(inputs.option("holdout_epochs", 30)), lr=float(inputs.option("holdout_lr", 0.1)),
+        momentum=float(inputs.option("holdout_momentum", 0.9)),
+        weight_decay=float(inputs.option("holdout_weight_decay", 5e-4)),
+        batch_size=int(inputs.option("holdout_batch_size", recipe_for(inputs.dataset.name).train.batch_size)),
+        patience=int(inputs.option("holdout_patience", 4)), device=inputs.device, seed=inputs.seed,
+    )
     before = predict_logits(inputs.model, inputs.dataset.train, inputs.device)
     after = predict_logits(finetuned, inputs.dataset.train, inputs.device)
     return symmetric_kl(before, after)

@@ -28,6 +28,10 @@ run: setup
 	$(BIN)/memunlearn run $(ARGS)
 
 test: setup-test
+	@# tests/test_report.py opens reports in headless Chromium (Debian's package); without it those tests skip, saying why.
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium is not installed (needs root and apt-get): the browser tests in tests/test_report.py will skip"; }
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:

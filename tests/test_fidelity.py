@@ -252,3 +252,41 @@ def test_holdout_proxy_uses_the_official_defaults(digits, monkeypatch):
         max_epochs=30, lr=0.1, momentum=0.9, weight_decay=5e-4, patience=4)
     proxies.compute_proxy("holdout-retraining", digits, model, None, "cpu", holdout_lr=0.01, holdout_patience=2)
     assert seen["lr"] == 0.01 and seen["patience"] == 2  # every setting can be overridden
+
+
+# random-label: SPEC's relabelling and the SalUn/RUM variant ------------------------------------------
+
+@pytest.mark.parametrize("method", ["random-label", "salun"])
+def test_relabel_once_over_other_classes_or_every_epoch_over_all(digits, monkeypatch, method):
+    import importlib
+
+    from memunlearn import unlearn
+
+    module = importlib.import_module("memunlearn.methods." + {"random-label": "random_label"}.get(method, method))
+    real_training = module.train_epochs_ce
+    forget_labels = []
+
+    def recording(run, examples, *args, **kwargs):
+        def recorded(epoch):
+            epoch_set = examples(epoch)
+            forget_labels.append(epoch_set.y[len(retain):].clone())  # the relabelled forget examples come last
+            return epoch_set
+
+        return real_training(run, recorded, *args, **kwargs)
+
+    monkeypatch.setattr(module, "train_epochs_ce", recording)
+    model = build_model("cnn", 1, 10, width=4, image_size=8, seed=0)
+    forget, retain = digits.train.subset(range(300)), digits.train.subset(range(300, 400))
+
+    unlearn(method, model, forget, retain, epochs=3, device="cpu")  # default: once, over the other classes
+    assert len(forget_labels) == 3
+    assert all(torch.equal(labels, forget_labels[0]) for labels in forget_labels)
+    assert not (forget_labels[0] == forget.y).any()
+    assert len(forget_labels[0].unique()) == 10
+
+    forget_labels.clear()
+    result = unlearn(method, model, forget, retain, epochs=3, relabel="every-epoch-all", device="cpu")
+    assert result.hparams["relabel"] == "every-epoch-all"
+    assert len(forget_labels) == 3 and not torch.equal(forget_labels[0], forget_labels[1])
+    hits = torch.stack([labels == forget.y for labels in forget_labels]).float().mean()
+    assert 0.05 < float(hits) < 0.2  # over ALL classes: about 1/10 draw the true label

@@ -182,7 +182,7 @@ class UnlearningRun:
 
 def train_epochs_ce(
     run: UnlearningRun,
-    examples: Examples,
+    examples: Examples | Callable[[int], Examples],
     epochs: int,
     lr: float,
     batch_size: int,
@@ -191,7 +191,6 @@ def train_epochs_ce(
     final_lr_fraction: float = 0.0,
     extra_loss=None,
     lr_per_epoch: bool = False,
-    epoch_examples: Callable[[int], Examples] | None = None,
 ) -> None:
     """Cross-entropy training of ``run.model`` on ``examples`` with a cosine schedule.
 
@@ -199,16 +198,17 @@ def train_epochs_ce(
     step. With ``lr_per_epoch`` it is stepped once per epoch (:func:`epoch_cosine_lr`, the official
     DEL code's schedule), so the last epoch's rate stays above the floor.
     ``extra_loss(step, total_steps)``, if given, is added to each batch's loss (e.g. an L1 term).
-    ``epoch_examples(epoch)``, if given, supplies each epoch's examples instead of ``examples``
-    (same size; e.g. forget labels redrawn every epoch).
+    ``examples`` may be a function ``epoch -> Examples`` (each epoch the same size; e.g. forget
+    labels redrawn every epoch); it is called once per epoch, in order.
     """
+    examples_of = examples if callable(examples) else (lambda epoch: examples)
+    first = examples_of(0)
     optimizer = run.sgd(lr, momentum, weight_decay)
-    total = epochs * math.ceil(len(examples) / batch_size)
+    total = epochs * math.ceil(len(first) / batch_size)
     step = 0
     run.model.train()
     for epoch in range(epochs):
-        this_epoch = epoch_examples(epoch) if epoch_examples is not None else examples
-        for x, y in run.batches(this_epoch, batch_size):
+        for x, y in run.batches(first if epoch == 0 else examples_of(epoch), batch_size):
             if lr_per_epoch:
                 for group in optimizer.param_groups:
                     group["lr"] = epoch_cosine_lr(lr, epoch, epochs, final_lr_fraction)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from ..data.core import Examples, concat
-from ..params import SGD_PARAMS
+from ..errors import unknown_name
+from ..params import SGD_PARAMS, Choice
 from . import register_method
 from .base import UnlearningRun, UnlearnResult, number_of_classes, train_epochs_ce
+
+RELABEL_RULES = ("once-other", "every-epoch-all")
+RELABEL = Choice(*RELABEL_RULES, help="once-other: one draw over the other classes (SPEC); "
+                                     "every-epoch-all: a new draw each epoch over all classes (SalUn/RUM code)")
 
 
 def random_other_labels(labels: Tensor, num_classes: int, generator: torch.Generator) -> Tensor:
@@ -19,9 +24,27 @@ def random_other_labels(labels: Tensor, num_classes: int, generator: torch.Gener
     return (labels + shift) % num_classes
 
 
-def relabelled_training_set(run: UnlearningRun, forget: Examples, retain: Examples) -> Examples:
+def random_any_labels(labels: Tensor, num_classes: int, generator: torch.Generator) -> Tensor:
+    """For each label, a class drawn uniformly from ALL ``num_classes`` classes (it may be the true one)."""
+    return torch.randint(0, num_classes, labels.shape, generator=generator)
+
+
+def relabelled_epochs(
+    run: UnlearningRun, forget: Examples, retain: Examples, relabel: str = "once-other"
+) -> Callable[[int], Examples]:
+    """Each epoch's training set D_r ∪ D_f' (relabelled forget examples last), for :func:`train_epochs_ce`.
+
+    ``once-other`` (SPEC §3): D_f is relabelled once, over the other classes, and every epoch
+    sees the same labels. ``every-epoch-all`` (SalUn's and RUM's official code): new labels every
+    epoch, drawn over all classes.
+    """
     num_classes = number_of_classes(run.model, forget)
-    return concat(retain, forget.with_labels(random_other_labels(forget.y, num_classes, run.generator)))
+    if relabel == "once-other":
+        fixed = concat(retain, forget.with_labels(random_other_labels(forget.y, num_classes, run.generator)))
+        return lambda epoch: fixed
+    if relabel == "every-epoch-all":
+        return lambda epoch: concat(retain, forget.with_labels(random_any_labels(forget.y, num_classes, run.generator)))
+    raise unknown_name("relabel rule", relabel, RELABEL_RULES)
 
 
 def random_label(
@@ -35,13 +58,21 @@ def random_label(
     batch_size: int = 64,
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
+    relabel: str = "once-other",
     seed: int = 0,
     device: str = "auto",
 ) -> UnlearnResult:
-    """Relabel each forget example once, at random over the other classes, then train CE on D_r ∪ D_f'."""
+    """Relabel the forget examples at random, then train CE on D_r ∪ D_f'.
+
+    ``relabel="once-other"`` (default, SPEC §3): each forget example gets one random label among
+    the OTHER classes for the whole run. ``relabel="every-epoch-all"``: as SalUn's and RUM's
+    official code, labels are redrawn every epoch uniformly over ALL classes (so about 1/C of
+    them are the true label).
+    """
     run = UnlearningRun("random-label", model, mask, device=device, seed=seed)
-    train_epochs_ce(run, relabelled_training_set(run, forget, retain), epochs, lr, batch_size, momentum, weight_decay)
-    return run.finish(dict(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay))
+    train_epochs_ce(run, relabelled_epochs(run, forget, retain, relabel), epochs, lr, batch_size, momentum, weight_decay)
+    return run.finish(dict(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
+                           relabel=relabel))
 
 
-register_method("random-label", random_label, params=SGD_PARAMS)
+register_method("random-label", random_label, params={**SGD_PARAMS, "relabel": RELABEL})

@@ -11,7 +11,7 @@ from ..data.core import Examples
 from ..params import BUDGET, SGD_PARAMS
 from . import register_method
 from .base import UnlearningRun, UnlearnResult, train_epochs_ce
-from .random_label import relabelled_training_set
+from .random_label import RELABEL, relabelled_epochs
 
 
 def salun(
@@ -26,6 +26,7 @@ def salun(
     batch_size: int = 64,
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
+    relabel: str = "once-other",
     seed: int = 0,
     device: str = "auto",
 ) -> UnlearnResult:
@@ -33,7 +34,9 @@ def salun(
 
     Without a ``mask``, the saliency mask |Σ∇CE(D_f)| at ``budget`` (fraction of all entries,
     default 0.5) is computed first; its time and its pass over D_f count in the cost. A given
-    mask is used as is (``budget`` is then ignored).
+    mask is used as is (``budget`` is then ignored). ``relabel`` is random-label's: one draw over
+    the other classes (``once-other``, SPEC §3) or, as SalUn's official code, a new draw over all
+    classes every epoch (``every-epoch-all``).
     """
     from ..localization import localize  # imported here: localization imports the methods package
 
@@ -45,11 +48,12 @@ def salun(
     mask_time = time.perf_counter() - start
     run = UnlearningRun("salun", model, mask, device=device, seed=seed)
     run.examples += mask_examples
-    train_epochs_ce(run, relabelled_training_set(run, forget, retain), epochs, lr, batch_size, momentum, weight_decay)
+    train_epochs_ce(run, relabelled_epochs(run, forget, retain, relabel), epochs, lr, batch_size, momentum, weight_decay)
     result = run.finish(dict(budget=budget, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum,
-                             weight_decay=weight_decay))
+                             weight_decay=weight_decay, relabel=relabel))
     result.cost.wall_time += mask_time
     return result
 
 
-register_method("salun", salun, params={**SGD_PARAMS, "budget": BUDGET.with_search((0.1, 0.9))}, makes_own_mask=True)
+register_method("salun", salun, params={**SGD_PARAMS, "budget": BUDGET.with_search((0.1, 0.9)), "relabel": RELABEL},
+                makes_own_mask=True)

@@ -290,3 +290,29 @@ def test_relabel_once_over_other_classes_or_every_epoch_over_all(digits, monkeyp
     assert len(forget_labels) == 3 and not torch.equal(forget_labels[0], forget_labels[1])
     hits = torch.stack([labels == forget.y for labels in forget_labels]).float().mean()
     assert 0.05 < float(hits) < 0.2  # over ALL classes: about 1/10 draw the true label
+
+
+# Proxy quality: raw ρ is the headline; a correction states the reliabilities it used -------------------
+
+def test_compare_reports_raw_rho_and_labels_the_correction():
+    import numpy as np
+
+    from memunlearn.memorization.compare import compare_proxies
+    from memunlearn.memorization.estimator import disattenuate, retest_reliability
+    from memunlearn.memorization.proxies import ProxyResult
+
+    exact = np.array([0.0, 0.1, 0.5, 0.9, 0.3])
+    proxies = {name: ProxyResult(name, np.array([0.0, 0.2, 0.1, 0.9, 0.4]), 1.0, "dynamics")
+               for name in ("measured", "unmeasured")}
+    result = compare_proxies(exact, 0.6, proxies, 100.0, proxy_reliability={"measured": 0.5})
+    assert result["headline"] == "rho" and "exact scores' noise only" in result["correction"]
+    measured, unmeasured = result["proxies"]["measured"], result["proxies"]["unmeasured"]
+    assert measured["rho"] == unmeasured["rho"] == pytest.approx(0.7)  # raw Spearman, uncorrected
+    assert measured["exact_reliability"] == pytest.approx(0.75)  # Spearman-Brown of 0.6
+    assert measured["proxy_reliability"] == 0.5 and unmeasured["proxy_reliability"] is None
+    assert measured["rho_corrected"] == pytest.approx(0.7 / np.sqrt(0.75 * 0.5))
+    assert unmeasured["rho_corrected"] == pytest.approx(0.7 / np.sqrt(0.75))
+    # the proxy's reliability is never silently 1: disattenuate needs it spelled out
+    with pytest.raises(TypeError):
+        disattenuate(0.4, 0.64)
+    assert retest_reliability(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) == pytest.approx(0.8)

@@ -72,8 +72,8 @@ def test_split_half_reliability_on_constructed_pools():
 def test_spearman_brown_and_disattenuation():
     assert spearman_brown(0.5) == pytest.approx(2 / 3)
     assert spearman_brown(1.0) == pytest.approx(1.0)
-    assert disattenuate(0.4, 0.64) == pytest.approx(0.5)
-    assert np.isnan(disattenuate(0.4, -0.1))
+    assert disattenuate(0.4, 0.64, 1.0) == pytest.approx(0.5)
+    assert np.isnan(disattenuate(0.4, -0.1, 1.0))
 
 
 def test_compare_proxies_reports_raw_corrected_and_cost():

@@ -1,4 +1,5 @@
-"""Proxy quality against exact scores: Spearman ρ raw and corrected for the pool's reliability.
+"""Proxy quality against exact scores: the raw Spearman ρ (the headline), and ρ corrected for the
+measurements' noise, with the reliabilities the correction used.
 
 Example:
     >>> rows = compare_proxies(exact, half_rho, {"confidence": result}, pool_seconds)  # doctest: +SKIP
@@ -40,19 +41,30 @@ def top_overlap(proxy_scores: np.ndarray, exact_scores: np.ndarray, fraction: fl
     return len(np.intersect1d(chosen_exact, chosen_proxy)) / size
 
 
+CORRECTION = (
+    "rho_corrected = rho / sqrt(exact_reliability * proxy_reliability) (Spearman's disattenuation); "
+    "a proxy whose reliability was not measured (proxy_reliability null) is taken as noise-free, so its "
+    "rho_corrected corrects for the exact scores' noise only"
+)
+
+
 def compare_proxies(
     exact_scores: np.ndarray,
     split_half: float,
     proxies: Mapping[str, ProxyResult],
     pool_seconds: float,
     top_fraction: float = 0.1,
+    proxy_reliability: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Spearman ρ of each proxy against the exact scores, raw and reliability-corrected, with cost.
+    """Spearman ρ of each proxy against the exact scores (raw: the headline), the corrected ρ and
+    the reliabilities it used, and each proxy's cost.
 
-    The exact scores are noisy: two halves of the pool agree only at ``split_half``. The full
-    pool's reliability is Spearman–Brown's 2ρ/(1+ρ), and ρ_corrected = ρ / sqrt(reliability)
-    (the proxy, computed from one fixed model, is taken as noise-free). Cost is the proxy's own
-    wall time as a fraction of the pool's compute time (sum of the members' wall times).
+    The exact scores are noisy: two halves of the pool agree only at ``split_half``; the full
+    pool's reliability is Spearman–Brown's 2ρ/(1+ρ). A proxy computed from one trained model is
+    noisy too; its reliability (:func:`~memunlearn.memorization.estimator.retest_reliability`)
+    is used where given, else the correction assumes 1 and the row says so
+    (``proxy_reliability: None``). Cost is the proxy's own wall time as a fraction of the pool's
+    compute time (sum of the members' wall times).
 
     Args:
         exact_scores: Feldman–Zhang scores (NaN = undefined, left out).
@@ -60,30 +72,39 @@ def compare_proxies(
         proxies: name → :class:`ProxyResult`.
         pool_seconds: the pool's compute time.
         top_fraction: size of the top set for :func:`top_overlap` (default 10%, the default forget size).
+        proxy_reliability: name → the proxy's measured reliability, for the proxies where it is known.
 
     Returns:
-        ``{"split_half_reliability", "reliability", "pool_seconds", "proxies": {name: {...}}}``.
+        ``{"headline": "rho", "correction": <how rho_corrected is computed>, "split_half_reliability",
+        "reliability" (the exact scores' full-pool reliability), "pool_seconds", "exact_zero_fraction",
+        "top_fraction", "proxies": {name: {"rho", "rho_corrected", "exact_reliability",
+        "proxy_reliability", "top_overlap", "seconds", "cost_fraction", "needs"}}}``.
 
     Example:
         >>> exact = np.array([0.0, 0.2, 0.5, 0.9])
         >>> result = ProxyResult("p", np.array([0.1, 0.3, 0.2, 0.8]), 1.0, "model")
         >>> row = compare_proxies(exact, 0.6, {"p": result}, 100.0)["proxies"]["p"]
-        >>> round(row["rho"], 2), row["cost_fraction"]
-        (0.8, 0.01)
+        >>> round(row["rho"], 2), row["proxy_reliability"], row["cost_fraction"]
+        (0.8, None, 0.01)
     """
     reliability = spearman_brown(split_half)
+    measured = dict(proxy_reliability or {})
     rows = {}
     for name, result in proxies.items():
         rho = spearman(result.scores, exact_scores)
+        own = measured.get(name)
         rows[name] = {
             "rho": rho,
-            "rho_corrected": disattenuate(rho, reliability),
+            "rho_corrected": disattenuate(rho, reliability, 1.0 if own is None else own),
+            "exact_reliability": reliability,
+            "proxy_reliability": own,
             "top_overlap": top_overlap(result.scores, exact_scores, top_fraction),
             "seconds": result.seconds,
             "cost_fraction": result.seconds / pool_seconds if pool_seconds > 0 else float("nan"),
             "needs": result.needs,
         }
     finite = exact_scores[np.isfinite(exact_scores)]
-    return {"split_half_reliability": split_half, "reliability": reliability, "pool_seconds": pool_seconds,
+    return {"headline": "rho", "correction": CORRECTION, "split_half_reliability": split_half,
+            "reliability": reliability, "pool_seconds": pool_seconds,
             "exact_zero_fraction": float((finite == 0).mean()) if len(finite) else float("nan"),
             "top_fraction": top_fraction, "proxies": rows}

@@ -171,19 +171,34 @@ def spearman_brown(half_reliability: float, factor: float = 2.0) -> float:
     return float(factor * half_reliability / (1 + (factor - 1) * half_reliability))
 
 
-def disattenuate(rho: float, reliability: float, proxy_reliability: float = 1.0) -> float:
-    """Correct a correlation for the noise of what it was measured against (Spearman's correction).
-
-    ρ_corrected = ρ / sqrt(reliability · proxy_reliability). A proxy computed from one trained
-    model is treated as noise-free (reliability 1); the exact scores' reliability is the full
-    pool's (Spearman–Brown of the split-half ρ). The value is not clipped, so noise in either
-    estimate can push it above 1; NaN when the reliability is not positive.
+def retest_reliability(first: np.ndarray, second: np.ndarray) -> float:
+    """A proxy's reliability: Spearman ρ between two independent computations of it (e.g. from two
+    original models trained with different seeds). Feed it to :func:`disattenuate`.
 
     Example:
-        >>> round(disattenuate(0.4, 0.64), 4)
-        0.5
+        >>> round(retest_reliability(np.array([0.1, 0.5, 0.3, 0.9]), np.array([0.2, 0.4, 0.1, 0.8])), 4)
+        0.8
     """
-    denominator = reliability * proxy_reliability
-    if not np.isfinite(rho) or not np.isfinite(denominator) or denominator <= 0:
+    return spearman(first, second)
+
+
+def disattenuate(rho: float, exact_reliability: float, proxy_reliability: float) -> float:
+    """Correct a correlation for the noise of both measurements (Spearman's correction).
+
+    ρ_corrected = ρ / sqrt(exact_reliability · proxy_reliability). The exact scores' reliability is
+    the full pool's (Spearman–Brown of the split-half ρ); the proxy's is its retest reliability
+    (:func:`retest_reliability`). Passing ``proxy_reliability=1`` corrects for the exact scores'
+    noise only: a proxy computed from one trained model is NOT noise-free (another training seed
+    gives other scores), so say so wherever such a value is shown. The value is not clipped, so
+    noise in either estimate can push it above 1; NaN when a reliability is not positive.
+
+    Example:
+        >>> round(disattenuate(0.4, 0.64, 1.0), 4)
+        0.5
+        >>> round(disattenuate(0.4, 0.64, 0.25), 4)
+        1.0
+    """
+    denominator = exact_reliability * proxy_reliability
+    if not np.isfinite(rho) or not np.isfinite(denominator) or exact_reliability <= 0 or proxy_reliability <= 0:
         return float("nan")
     return float(rho / np.sqrt(denominator))

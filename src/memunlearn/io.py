@@ -163,8 +163,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise _output_error(path, exc) from exc
     tmp = Path(tmp_name)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
+        # after the body: a writer may have replaced the temporary file (safetensors makes it 0600)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
         _WRITTEN.append(path)
     except OutputError:

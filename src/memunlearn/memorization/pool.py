@@ -39,7 +39,7 @@ from safetensors.torch import save_file
 from ..checkpoints import artefact_key, cache_root
 from ..data.core import Dataset, Examples
 from ..errors import ConfigError, DamagedArtefactWarning
-from ..io import FileLock, atomic_path, check_output_dir, notice, sha256_of_tensors, write_json
+from ..io import FileLock, atomic_path, check_output_dir, sha256_of_tensors, write_json
 from ..models import build_model
 from ..training import TrainConfig, predict_logits, recipe_for, train
 from .estimator import MemorizationEstimate, feldman_zhang, split_half_reliability
@@ -163,8 +163,8 @@ def train_member(task: MemberTask, arrays: dict[str, np.ndarray]) -> dict[str, A
 
 def _train_member(task: MemberTask, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     start = time.perf_counter()
-    train_set = Examples(torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["y_train"]))
-    test_set = Examples(torch.from_numpy(arrays["x_test"]), torch.from_numpy(arrays["y_test"]))
+    train_set = Examples(_standard(arrays["x_train"]), _standard(arrays["y_train"]))
+    test_set = Examples(_standard(arrays["x_test"]), _standard(arrays["y_test"]))
     n = len(train_set)
     subset = subset_indices(n, task.subset_fraction, task.pool_seed, task.index)
     seed = member_seed(task.pool_seed, task.index)
@@ -186,6 +186,14 @@ def _train_member(task: MemberTask, arrays: dict[str, np.ndarray]) -> dict[str, 
         "held_out_accuracy": float(correct[~mask].mean()) if (~mask).any() else float("nan"),
         "test_accuracy": float((test_logits.argmax(1) == test_set.y).float().mean()),
     }
+
+
+def _standard(array: np.ndarray) -> torch.Tensor:
+    """A copy with standard strides. The strides of size-1 dimensions survive ``torch.from_numpy``
+    but not pickling, and an image tensor with one channel and strides (64, 1, 8, 1) counts as
+    channels_last, which picks other conv kernels: without this, a member trained in a worker
+    process (pickled arrays) differs in the last bits from one trained in this process."""
+    return torch.from_numpy(array).clone(memory_format=torch.contiguous_format)
 
 
 def member_path(pool_dir: Path, index: int) -> Path:
@@ -409,6 +417,7 @@ def build_pool(
     missing = [k for k in range(pool_size) if not finished(k)]
     reused = pool_size - len(missing)
     trained = 0
+    waited = False
     start = time.perf_counter()
     while missing:
         # Claim the members no other process is training; wait for one of the others if none is free.
@@ -438,9 +447,11 @@ def build_pool(
                             on_member({**result, "trained_this_run": trained, "present": present,
                                        "pool_size": pool_size, "elapsed": time.perf_counter() - start})
             elif busy:
-                notice(f"waiting for another process that is training member {busy[0]} of the pool in {directory}")
-                with FileLock(_member_lock_path(directory, busy[0])):
-                    pass
+                lock = FileLock(_member_lock_path(directory, busy[0]))
+                lock.acquire(waiting_message=None if waited else
+                             f"waiting for another process that is training members of the pool in {directory}")
+                lock.release()
+                waited = True
         finally:
             for lock in claimed.values():
                 lock.release()

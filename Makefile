@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
+	@echo "memunlearn is installed in $(VENV), which is not on your PATH: run $(BIN)/memunlearn, or 'source $(BIN)/activate' first"
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
@@ -26,6 +27,7 @@ setup-test: $(VENV)/.installed-test
 
 run: setup
 	$(BIN)/memunlearn run $(ARGS)
+	@echo "next: $(BIN)/memunlearn --help (or 'source $(BIN)/activate' to call plain memunlearn)"
 
 test: setup-test
 	@# tests/test_report.py opens reports in headless Chromium (Debian's package); without it those tests skip, saying why.

@@ -62,10 +62,10 @@ def _summary(entries: list[dict]) -> dict:
     return out
 
 
-def _rows() -> list[dict]:
+def _rows(original_offset: float = 0.1) -> list[dict]:
     rows = []
     for seed in SEEDS:
-        original = _metrics(0.1, JITTER[seed])
+        original = _metrics(original_offset, JITTER[seed])
         rows.append({
             "seed": seed, "forget_size": 40, "retain_size": 360,
             "oracle": {"metrics": dict(ORACLE), "wall_time": 10.0},
@@ -105,9 +105,9 @@ def _header() -> dict:
     }
 
 
-def synthetic_results(noise_floor: bool = True) -> dict:
+def synthetic_results(noise_floor: bool = True, original_offset: float = 0.1) -> dict:
     """Format 2 (the experiment core): groups of per-seed rows and a summary, the noise floor its own row."""
-    rows = _rows()
+    rows = _rows(original_offset)
     if not noise_floor:
         for row in rows:
             del row["noise_floor"]
@@ -182,6 +182,14 @@ def test_headline_without_a_noise_floor_says_so_and_ranks_against_the_oracle():
     assert texts[0].startswith("Noise floor missing")
     assert "no independent retrain" in texts[1]
     assert texts[2].startswith("Against the oracle alone") and "del (ToW" in texts[2]
+
+
+def test_no_verdict_when_the_original_model_meets_the_bar_too():
+    report = build_report(synthetic_results(original_offset=0.02), figures=False)
+    texts = [b.text for s in report.sections if s.key == "headline" for b in s.blocks]
+    assert texts[0].startswith("No verdict: even the original model")
+    assert "Within the interval: del" in texts[1]
+    assert not any(t.startswith("Indistinguishable") for t in texts)
 
 
 def test_a_retrain_with_the_oracles_own_seed_is_not_taken_as_the_noise_floor():

@@ -143,6 +143,16 @@ def indistinguishable(block: Block, row: Row) -> bool:
     return all(row.mean(key) is not None and row.mean(key) >= bar for key, bar in bars.items())
 
 
+def vacuous(block: Block) -> bool:
+    """True when the original model (no unlearning) meets the bar too: then it separates nothing."""
+    return block.original is not None and indistinguishable(block, block.original)
+
+
+def passing(block: Block, rows: Iterable[Row]) -> set[str]:
+    """Names of ``rows`` that meet the bar, or none when the bar is vacuous."""
+    return set() if vacuous(block) else {row.name for row in rows if indistinguishable(block, row)}
+
+
 def scored(block: Block) -> list[Row]:
     return [row for row in block.compared() if row.seeds_ok != 0 and row.mean("tow") is not None]
 
@@ -165,12 +175,19 @@ def headline_blocks(block: Block) -> list[Any]:
     rows = scored(block)
     bars = thresholds(block)
     if block.retrain is not None and bars:
-        passing = sorted((r for r in rows if indistinguishable(block, r)),
+        within = sorted((r for r in rows if indistinguishable(block, r)),
                          key=lambda r: r.mean("time_fraction") if r.mean("time_fraction") is not None else math.inf)
         criterion = " and ".join(f"{label} ≥ {bars[key]:.3f}" for key, label in TOW_KEYS if key in bars)
         one_seed = block.retrain.interval("tow") is None
-        if passing:
-            names = "; ".join(f"{r.label} ({row_cost(r)})" for r in passing)
+        no_verdict = vacuous(block)
+        names = "; ".join(f"{r.label} ({row_cost(r)})" for r in within)
+        if no_verdict:
+            # Even doing nothing passes: naming methods "indistinguishable" would mislead.
+            out.append(Text("No verdict: even the original model, before any unlearning, is within the independent "
+                            "retrain's interval, so this bar separates nothing.", "lead"))
+            out.append(Text("The forget set left little trace, or the interval is too wide (more seeds narrow it)."
+                            + (f" Within the interval: {names}." if names else ""), "warn"))
+        elif within:
             out.append(Text(f"Indistinguishable from retraining: {names}.", "lead"))
         else:
             best = max(rows, key=closeness) if rows else None
@@ -183,13 +200,10 @@ def headline_blocks(block: Block) -> list[Any]:
             f"{row_cost(block.retrain)})"
             + (" — it has one seed, so its value itself is the bar." if one_seed else ".")
         ))
-        others = [r for r in rows if r not in passing]
-        if passing and others:
+        others = [r for r in rows if r not in within]
+        if within and others and not no_verdict:
             out.append(Text("Not indistinguishable: " + "; ".join(
                 describe(r, cost=False) for r in sorted(others, key=closeness, reverse=True)) + "."))
-        if block.original is not None and indistinguishable(block, block.original):
-            out.append(Text("The original model, before any unlearning, also meets this bar: this forget set left too "
-                            "little trace for these metrics to tell methods apart.", "warn"))
     else:
         out.append(Text("Noise floor missing: these results cannot say which methods are indistinguishable from "
                         "retraining.", "lead"))
@@ -279,7 +293,7 @@ def tow_plot_section(results: Results) -> Section:
         rows = [row for row in block.compared()]
         if not rows:
             continue
-        passes = {row.name for row in rows if indistinguishable(block, row)}
+        passes = passing(block, rows)
         title = f"ToW and ToW-MIA per method · {block.title}"
         blocks += block_heading(results, block)
         blocks.append(Figure(plots.interval_dots(rows, TOW_KEYS, _bands(block), passes, BAND_LABEL, title,
@@ -300,7 +314,7 @@ def gaps_plot_section(results: Results) -> Section:
         keys = [(k, label) for k, label in GAP_KEYS if any(row.mean(k) is not None for row in rows)]
         if not keys or not rows:
             continue
-        passes = {row.name for row in rows if indistinguishable(block, row)}
+        passes = passing(block, rows)
         bands = {key: block.retrain.interval(key) if block.retrain else None for key, _ in keys}
         title = f"Gaps to the oracle per split · {block.title}"
         blocks += block_heading(results, block)
@@ -356,7 +370,7 @@ def curves_section(results: Results) -> Section:
                                  + ("; hatched grey: the independent retrain's interval." if block.retrain else ".")))
             blocks.append(rows_table(labelled, VS_ORACLE_COLUMNS, first=name))
             if bars:
-                meeting = [(label.name, row) for label, row in zip(labelled, rows) if indistinguishable(block, row)]
+                meeting = [(label.name, row) for label, row in zip(labelled, rows) if row.name in passing(block, rows)]
                 if meeting:
                     cheapest = min(meeting, key=lambda m: m[1].mean("time_fraction") or math.inf)
                     blocks.append(Text(f"Cheapest {name} setting that meets the headline's criterion: {cheapest[0]} "
@@ -375,7 +389,7 @@ def ablation_section(results: Results) -> Section:
         if not rows:
             continue
         blocks += block_heading(results, block)
-        passes = {row.name for row in rows if indistinguishable(block, row)}
+        passes = passing(block, rows)
         title = f"Localization ablation · {block.title}"
         blocks.append(Figure(plots.interval_dots(rows, TOW_KEYS, _bands(block), passes, BAND_LABEL, title),
                              "Granularity {param, channel} × criterion {grad, weighted-grad}, and whole random channels "

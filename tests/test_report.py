@@ -244,6 +244,19 @@ def test_cells_format_like_the_terminal_table():
     assert format_interval({"mean": None, "half_width": None, "n": 0}, True) == "—"  # strict JSON's null
 
 
+def test_mask_sparsity_section_reads_mask_per_layer_rows():
+    results = synthetic_results()
+    layers = [{"name": "conv1.weight", "shape": [16, 1, 3, 3], "selected": 36, "total": 144, "density": 0.25,
+               "sparsity": 0.75}, {"name": "classifier.weight", "shape": [10, 16], "selected": 160, "total": 160,
+                                   "density": 1.0, "sparsity": 0.0}]
+    results["groups"][0]["per_seed"][0]["methods"]["del"]["mask"] = {"per_layer": layers}
+    report = build_report(results)
+    mask = next(s for s in report.sections if s.key == "mask")
+    assert "<svg" in mask.blocks[0].svg
+    assert [row[0] for row in mask.blocks[1].rows] == ["conv1.weight", "classifier.weight"]
+    assert mask.blocks[1].rows[0][-1] == "25.0"
+
+
 def test_new_sections_plug_in(monkeypatch):
     from memunlearn.report.document import Section, Text
 

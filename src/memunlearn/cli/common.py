@@ -26,6 +26,7 @@ FORGET_HELP = (
     "entanglement:LEVEL[:GROUPS], backdoor:FRAC[:TARGET]"
 )
 PROXIES_HELP = ", ".join(PROXIES)
+# The papers' methods; the registry may hold more (the run's default is every registered method).
 METHODS_HELP = "retrain, finetune, neggrad, neggrad+, random-label, l1-sparse, salun, scrub, ssd, del"
 STRATEGIES_HELP = ("del, salun, magnitude, random-channel, shallowest, deepest, del-agnostic, and the ablation "
                    "param-grad, param-weighted-grad, channel-grad, channel-weighted-grad")

@@ -18,7 +18,8 @@ def add_parser(subparsers) -> None:
     add_data_options(parser)
     parser.add_argument("--forget", default="iid:0.1", help=FORGET_HELP)
     parser.add_argument("--methods",
-                        help=f"comma-separated methods (default: all of them: {METHODS_HELP}); RUM pipelines as "
+                        help=f"comma-separated methods (default: every registered method: {METHODS_HELP}, ...); "
+                        "RUM pipelines as "
                         "VARIANT:METHOD[:METHOD...], e.g. rum:none:finetune:salun, rum-f:finetune, shuffle:finetune, "
                         "vanilla:finetune")
     parser.add_argument("--rum-score", default="confidence",

@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
         "model.safetensors --method del --mask del-mask.safetensors --forget iid:0.1 --set del.epochs=3 --out runs/del",
     )
     add_checkpoint_options(parser)
-    parser.add_argument("--method", required=True, help=f"one of {METHODS_HELP}")
+    parser.add_argument("--method", required=True, help=f"a registered method: {METHODS_HELP}, ...")
     parser.add_argument("--mask", help="mask file from `memunlearn localize`: only its entries may change")
     parser.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE", help="a method hyperparameter (repeatable)")
     parser.add_argument("--oracle", help="a model retrained without the forget set (same forget rule and seed): "

@@ -8,7 +8,7 @@ from typing import Mapping
 from torch import Tensor, nn
 
 from ..data.core import Examples
-from ..params import Float, SGD_PARAMS
+from ..params import MAX_GRAD_NORM, SGD_PARAMS, Float
 from . import register_method
 from .base import UnlearningRun, UnlearnResult
 
@@ -25,12 +25,16 @@ def neggrad_plus(
     batch_size: int = 64,
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
+    max_grad_norm: float = 5.0,
     seed: int = 0,
     device: str = "auto",
 ) -> UnlearnResult:
     """Per step minimise β·CE(retain batch) − (1−β)·CE(forget batch); forget batches are cycled.
 
-    One epoch = one pass over the retain set.
+    One epoch = one pass over the retain set. The forget term is an ascent: the step's gradient
+    (both terms, one backward pass) is clipped to norm ≤ ``max_grad_norm`` (default 5) as in
+    :func:`~memunlearn.methods.neggrad.neggrad`; at a fitted model the retain term's gradient is
+    far below that bound, so only a runaway ascent is affected.
     """
     run = UnlearningRun("neggrad+", model, mask, device=device, seed=seed)
     optimizer = run.sgd(lr, momentum, weight_decay)
@@ -45,13 +49,15 @@ def neggrad_plus(
             loss = beta * nn.functional.cross_entropy(run.model(x_r), y_r) - (1 - beta) * nn.functional.cross_entropy(
                 run.model(x_f), y_f
             )
-            run.step(optimizer, loss, len(y_r) + len(y_f))
+            run.step(optimizer, loss, len(y_r) + len(y_f), max_grad_norm)
             step += 1
     return run.finish(
-        dict(epochs=epochs, lr=lr, beta=beta, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay)
+        dict(epochs=epochs, lr=lr, beta=beta, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
+             max_grad_norm=max_grad_norm)
     )
 
 
 register_method("neggrad+", neggrad_plus, params={
     **SGD_PARAMS, "beta": Float(low=0, high=1, search=(0.9, 0.999), help="weight of the retain loss"),
+    "max_grad_norm": MAX_GRAD_NORM,
 })

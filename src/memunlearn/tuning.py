@@ -188,7 +188,7 @@ def tune(
             def objective(trial) -> float:
                 hparams = {name: _suggest(trial, method, name, param) for name, param in space.items()}
                 cell = Cell(spec.tuning.seed, rule, method, method, hparams,
-                            cell_key(setting, split, method, hparams, spec.rum_score))
+                            cell_key(setting, split, method, hparams, tuning_spec))
                 entry, reused = compute_or_reuse(cell, split, setting, tuning_spec, store)
                 record = {"forget": rule, "method": method, "trial": trial.number, "hparams": hparams,
                           "status": entry["status"], "reused": reused}

@@ -26,6 +26,7 @@ from ..io import FileLock, atomic_path, json_checksum
 from ..methods import method_defaults, unlearn
 from ..rum import RunPartitions, parse_entry, run_entry
 from .setup import Setting, Split
+from .spec import ExperimentSpec
 
 # Bump when what a cell computes changes, so old cells are not reused.
 CELL_FORMAT = 1
@@ -47,14 +48,18 @@ class Cell:
                 "hparams": self.hparams}
 
 
-def cell_key(setting: Setting, split: Split, entry: str, hparams: dict[str, Any], rum_score: str) -> str:
+def cell_key(setting: Setting, split: Split, entry: str, hparams: dict[str, Any], spec: ExperimentSpec) -> str:
     """The hash of everything that determines a cell's result."""
     pipeline = parse_entry(entry)
+    evaluation = spec.evaluation
+    extra = {"metrics": list(evaluation.metrics), "pool": [evaluation.pool_size, evaluation.pool_fraction,
+                                                          evaluation.pool_seed],
+             "neurips2023_models": evaluation.neurips2023_models} if evaluation.metrics else None
     return artefact_key(
         format=CELL_FORMAT, version=__version__, setting=setting.key(), data=split.dataset.fingerprint,
         seed=split.seed, forget=artefact_key(indices=split.forget_set.indices.tolist()), entry=entry,
-        hparams=hparams, rum_score=rum_score if pipeline and pipeline[0] in ("rum", "rum-f") else None,
-        device=setting.device.type,
+        hparams=hparams, rum_score=spec.rum_score if pipeline and pipeline[0] in ("rum", "rum-f") else None,
+        device=setting.device.type, metrics=extra,
     )
 
 
@@ -106,8 +111,11 @@ def finite_json(value: Any) -> Any:
     return value
 
 
-def compute_cell(cell: Cell, split: Split, setting: Setting, rum_score: str) -> dict[str, Any]:
-    """Run the cell's method on its split and score it against the oracle."""
+def compute_cell(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpec) -> dict[str, Any]:
+    """Run the cell's method on its split and score it against the oracle (and by the spec's metrics)."""
+    from .metrics import cell_metrics
+
+    rum_score = spec.rum_score
     device = str(setting.device)
     pipeline = parse_entry(cell.entry)
     hparams: dict[str, Any]
@@ -126,6 +134,7 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, rum_score: str) -> 
                              **hparams)
             hparams = {**method_defaults(cell.entry), **result.hparams}
         metrics = evaluate(result.model, split.forget, split.retain, split.test, setting.device, split.seed)
+        extra = cell_metrics(spec, setting, split, cell.entry, cell.hparams, result.model, pipeline is not None)
     except DivergedError as exc:
         return {"status": "diverged", "error": str(exc), "hparams": finite_json(cell.hparams)}
     entry: dict[str, Any] = {
@@ -134,6 +143,7 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, rum_score: str) -> 
         "examples_fraction": result.cost.examples / split.oracle_examples,
         "hparams": {**hparams, "seed": split.seed},
     }
+    entry.update(extra)
     if pipeline is not None:
         entry["steps"] = result.step_records
         entry["rum"] = _partitions(split, setting, rum_score).description

@@ -14,6 +14,7 @@ from ..checkpoints import cache_root
 from ..io import check_output_dir, write_json
 from ..tuning import apply_tuned
 from .cells import Cell, CellStore, cell_key, compute_cell, finite_json
+from .metrics import floor_metrics
 from .setup import Setting, Split, prepare_split, resolve_setting
 from .spec import ExperimentSpec, MethodCell, check_spec, spec_from_dict
 from .summary import summarise, versions
@@ -75,10 +76,11 @@ def run_experiment(
         rule_cells = [with_tuned(m, tuned[rule]) for m in method_cells]
         for seed in spec.seeds:
             split = prepare_split(spec, setting, seed, rule, log)
-            cells = [Cell(seed, rule, m.entry, m.label, m.hparams, cell_key(setting, split, m.entry, m.hparams,
-                                                                            spec.rum_score))
+            cells = [Cell(seed, rule, m.entry, m.label, m.hparams, cell_key(setting, split, m.entry, m.hparams, spec))
                      for m in rule_cells]
             row = {**split.row, "methods": {}}
+            if spec.evaluation.metrics:
+                row["reference_metrics"] = floor_metrics(spec, setting, split)
             for cell, result, reused in _run_cells(cells, split, setting, spec, store):
                 row["methods"][cell.label] = result
                 counts["cells"] += 1
@@ -169,7 +171,7 @@ def compute_or_reuse(cell: Cell, split: Split, setting: Setting, spec: Experimen
         stored = store.load(cell.key)  # another sweep may have finished it while we waited
         if stored is not None:
             return stored, True
-        result = compute_cell(cell, split, setting, spec.rum_score)
+        result = compute_cell(cell, split, setting, spec)
         store.save(cell, result)
         return result, False
 

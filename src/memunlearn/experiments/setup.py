@@ -118,6 +118,7 @@ class Split:
     forget_set: ForgetSet
     original: nn.Module
     dynamics: TrainingDynamics | None
+    oracle: nn.Module
     oracle_metrics: dict[str, float]
     oracle_time: float
     oracle_examples: int  # examples the oracle's training processed: the load-independent cost unit
@@ -186,4 +187,5 @@ def prepare_split(
         }
     oracle_examples = setting.train_config.epochs * len(retain_idx)
     row["oracle"]["examples"] = oracle_examples
-    return Split(seed, rule, dataset, forget_set, original, dynamics, oracle_metrics, oracle_time, oracle_examples, row)
+    return Split(seed, rule, dataset, forget_set, original, dynamics, oracle, oracle_metrics, oracle_time,
+                 oracle_examples, row)

@@ -88,6 +88,10 @@ class EvaluationSpec:
 
     noise_floor: bool = True
     metrics: tuple[str, ...] = ()
+    pool_size: int = 64  # U-LiRA's shadow models (the memorization pool)
+    pool_fraction: float = 0.7
+    pool_seed: int = 0
+    neurips2023_models: int = 32  # N unlearned and N retrained models per cell (512 in the challenge)
 
 
 @dataclass(frozen=True)
@@ -435,6 +439,17 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
     for name, value in (("width", spec.model.width), ("epochs", spec.model.epochs)):
         if value is not None and value < 1:
             raise ConfigError(f"{where('model', name)}: must be at least 1, got {value}")
+    from .metrics import METRICS
+
+    for name in spec.evaluation.metrics:
+        if name not in METRICS:
+            METRICS.get(name)  # the unknown-name error, listing the known metrics
+    for name, low in (("pool_size", 2), ("neurips2023_models", 2)):
+        if getattr(spec.evaluation, name) < low:
+            raise ConfigError(f"{where('evaluation', name)}: must be at least {low}, got {getattr(spec.evaluation, name)}")
+    if not 0 < spec.evaluation.pool_fraction < 1:
+        raise ConfigError(f"{where('evaluation', 'pool_fraction')}: must be in (0, 1), got {spec.evaluation.pool_fraction}")
+    _no_duplicates(list(spec.evaluation.metrics), where("evaluation", "metrics"))
     if spec.executor.workers < 1:
         raise ConfigError(f"{where('executor', 'workers')}: must be at least 1, got {spec.executor.workers}")
     from ..memorization.executors import check_executor

@@ -1,0 +1,123 @@
+"""Metrics an experiment asks for by name (``[evaluation] metrics = [...]``), one registry.
+
+Accuracies, gaps, ToW and the population attacks are always computed. The metrics here cost more
+or need something more, and declare it: U-LiRA needs the model pool (shadow models, shared with
+memorization scores), the NeurIPS-2023 score needs N unlearned and N retrained models, the attack
+success rate needs a backdoor forget set. Each is computed inside its cell and cached with it;
+the pool and the extra runs are artefacts of their own, built once and reused by every cell.
+
+Register a metric with ``@METRICS.register(name, scope=..., needs="...")`` on a function
+``fn(context: MetricContext) -> dict`` (strict-JSON values). ``scope="model"`` metrics score a model
+(the unlearned one; the original and the oracle are scored too); ``scope="method"`` metrics score
+the method itself through runs of their own, and ``retrain`` through the same machinery is their
+measured floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+from ..registry import Registry
+from .setup import Setting, Split
+from .spec import ExperimentSpec
+
+MetricFn = Callable[["MetricContext"], dict[str, Any]]
+METRICS: Registry[MetricFn] = Registry("metric")
+
+
+@dataclass
+class MetricContext:
+    """What a metric may use: the experiment, the split, the cell's method and its result."""
+
+    spec: ExperimentSpec
+    setting: Setting
+    split: Split
+    method: str
+    hparams: dict[str, Any]
+    model: nn.Module | None  # the model to score (scope "model"); None where a metric runs the method itself
+
+
+def available_metrics() -> list[str]:
+    return METRICS.names()
+
+
+def _pool(context: MetricContext):
+    from ..memorization.pool import build_pool, pool_spec_for
+
+    evaluation = context.spec.evaluation
+    pool_spec = pool_spec_for(context.split.dataset, context.setting.model_name, context.setting.width,
+                              context.setting.train_config, subset_fraction=evaluation.pool_fraction,
+                              seed=evaluation.pool_seed)
+    return build_pool(context.split.dataset, pool_spec, evaluation.pool_size,
+                      cache_dir=context.setting.cache.parent, executor=context.spec.executor.name,
+                      workers=context.spec.executor.workers, ray_address=context.spec.executor.ray_address,
+                      device=str(context.setting.device))
+
+
+@METRICS.register("ulira", scope="method", needs="the model pool ([evaluation] pool_size shadow models)")
+def ulira_metric(context: MetricContext) -> dict[str, Any]:
+    """U-LiRA (SPEC §6) of the cell's method on the experiment's forget rule, pool members as shadows."""
+    from ..privacy import ulira
+
+    pool = _pool(context)
+    report = ulira(pool, context.split.dataset, context.split.rule, context.method, context.hparams,
+                   seed=context.split.seed, cache_dir=context.setting.cache.parent, device=str(context.setting.device))
+    return report.to_dict()
+
+
+@METRICS.register("neurips2023", scope="method",
+                  needs="[evaluation] neurips2023_models unlearned and retrained models")
+def neurips2023_metric(context: MetricContext) -> dict[str, Any]:
+    """The NeurIPS-2023 challenge score of the cell's method against retrained models (SPEC §6)."""
+    from ..privacy import neurips2023_score
+
+    recipe = context.setting.train_config
+    retrain_hparams = {k: getattr(recipe, k) for k in ("epochs", "lr", "batch_size", "momentum", "weight_decay",
+                                                        "final_lr_fraction")}
+    split = context.split
+    method, hparams = context.method, dict(context.hparams)
+    if method == "retrain":
+        hparams = {**retrain_hparams, **hparams}
+    report = neurips2023_score(split.original, split.forget, split.retain, split.test, method, hparams,
+                               context.spec.evaluation.neurips2023_models, retrain_hparams=retrain_hparams,
+                               forget_indices=split.forget_set.indices, seed=split.seed,
+                               cache_dir=context.setting.cache.parent, device=str(context.setting.device))
+    return report.to_dict()
+
+
+@METRICS.register("attack-success-rate", scope="model", needs="a backdoor forget set")
+def attack_success_metric(context: MetricContext) -> dict[str, Any]:
+    """Backdoor attack success rate of the unlearned model (empty for other forget sets)."""
+    from ..backdoor import backdoor_metrics
+
+    return backdoor_metrics(context.model, context.split.forget_set, context.split.test, context.setting.device)
+
+
+def floor_metrics(spec: ExperimentSpec, setting: Setting, split: Split) -> dict[str, dict[str, Any]]:
+    """Each requested metric for the reference rows: scope "model" metrics of the original and the
+    oracle, scope "method" metrics of ``retrain`` run through the same machinery (the floor)."""
+    rows: dict[str, dict[str, Any]] = {"original": {}, "oracle": {}, "retrain": {}}
+    for name in spec.evaluation.metrics:
+        entry = METRICS.entry(name)
+        if entry.metadata["scope"] == "model":
+            for role, model in (("original", split.original), ("oracle", split.oracle)):
+                rows[role][name] = entry.obj(MetricContext(spec, setting, split, role, {}, model))
+        else:
+            rows["retrain"][name] = entry.obj(MetricContext(spec, setting, split, "retrain", {}, None))
+    return {role: values for role, values in rows.items() if values}
+
+
+def cell_metrics(spec: ExperimentSpec, setting: Setting, split: Split, method: str, hparams: dict[str, Any],
+                 model: nn.Module, pipeline: bool) -> dict[str, Any]:
+    """Each requested metric for one cell's method and unlearned model."""
+    values: dict[str, Any] = {}
+    for name in spec.evaluation.metrics:
+        entry = METRICS.entry(name)
+        if pipeline and entry.metadata["scope"] == "method":
+            values[name] = {"error": f"{name} runs a registered method; RUM pipelines are not supported yet"}
+            continue
+        values[name] = entry.obj(MetricContext(spec, setting, split, method, hparams, model))
+    return values

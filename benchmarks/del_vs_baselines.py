@@ -47,7 +47,7 @@ from memunlearn.experiment import Setting, train_cached  # noqa: E402
 from memunlearn.forget import make_forget_set  # noqa: E402
 from memunlearn.io import atomic_path, write_json  # noqa: E402
 from memunlearn.localization import accumulate_gradient, gradient_scores, select_top  # noqa: E402
-from memunlearn.localization.strategies import LocalizeOptions, _STRATEGIES  # noqa: E402
+from memunlearn.localization.strategies import LocalizeOptions, get_strategy  # noqa: E402
 from memunlearn.methods import method_defaults, unlearn  # noqa: E402
 from memunlearn.checkpoints import cache_root  # noqa: E402
 from memunlearn.training import TrainConfig, accuracy, get_device  # noqa: E402
@@ -256,7 +256,7 @@ def seed_job(args, rule: str, seed: int, chosen: dict[str, dict]) -> dict[str, A
     for name in ABLATION:
         granularity, criterion = name.split("-", 1)
         masks[name] = select_top(gradient_scores(model, gradient, criterion, granularity), 0.3, {"strategy": name})
-    masks["random-channel"] = _STRATEGIES["random-channel"](
+    masks["random-channel"] = get_strategy("random-channel")(
         model, forget, 0.3, LocalizeOptions(seed=seed, reference=masks["channel-weighted-grad"]))
     one_epoch = unlearn("finetune", model, forget, forget, epochs=1, seed=seed, device=str(device)).cost.wall_time
     from memunlearn.localization import localize

@@ -53,8 +53,8 @@ def test_every_method_at_its_defaults_stays_finite(dataset, signal):
     data = generated(shape, classes, signal, n)
     model = build_model(recipe.model, shape[0], classes, width or recipe.width, shape[1], seed=0)
     # the recipe's optimizer; on 80 examples, batches of 16 so that 12 epochs are enough steps to fit them
-    config = TrainConfig(epochs=10 if mlp else 12, lr=recipe.train.lr, batch_size=recipe.train.batch_size if mlp else 16,
-                         momentum=recipe.train.momentum, weight_decay=recipe.train.weight_decay)
+    config = TrainConfig(epochs=10 if mlp else 12, lr=recipe.train.lr,
+                         batch_size=recipe.train.batch_size if mlp else 16, momentum=recipe.train.momentum, weight_decay=recipe.train.weight_decay)
     model = train(model, data, config, "cpu", record_dynamics=False).model
     with torch.no_grad():
         fitted = float((model(data.x).argmax(1) == data.y).float().mean())

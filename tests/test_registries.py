@@ -25,7 +25,8 @@ def test_duplicate_names_are_errors():
 
 
 def test_metadata_travels_with_the_entry():
-    assert STRATEGIES.entry("salun").metadata["default_budget"] == default_budget("salun") == DEFAULT_BUDGETS["salun"] == 0.5
+    assert STRATEGIES.entry("salun").metadata["default_budget"] == default_budget("salun") == 0.5
+    assert DEFAULT_BUDGETS["salun"] == 0.5
     assert DEFAULT_BUDGETS["del"] == 0.3 and set(DEFAULT_BUDGETS) == set(available_strategies())
     assert PROXIES.entry("confidence").metadata["needs"] == get_proxy("confidence").needs == "dynamics"
     assert get_proxy("el2n").needs == "model" and available_proxies()[0] == "confidence"

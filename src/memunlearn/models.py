@@ -228,14 +228,14 @@ def default_width(name: str) -> int:
     return MODELS.entry(name).metadata["default_width"]
 
 
-register_model("resnet18", lambda in_channels, num_classes, width, image_size: ResNet18(in_channels, num_classes, width),
-               default_width=64)
-register_model("cnn", lambda in_channels, num_classes, width, image_size: SmallCNN(in_channels, num_classes, width),
-               default_width=32)
-register_model("mlp", lambda in_channels, num_classes, width, image_size: MLP(in_channels, num_classes, width, image_size),
-               default_width=512)
-register_model("vit", lambda in_channels, num_classes, width, image_size: SmallViT(in_channels, num_classes, width,
-                                                                                  image_size), default_width=128)
+register_model("resnet18", lambda in_channels, num_classes, width, image_size:
+               ResNet18(in_channels, num_classes, width), default_width=64)
+register_model("cnn", lambda in_channels, num_classes, width, image_size:
+               SmallCNN(in_channels, num_classes, width), default_width=32)
+register_model("mlp", lambda in_channels, num_classes, width, image_size:
+               MLP(in_channels, num_classes, width, image_size), default_width=512)
+register_model("vit", lambda in_channels, num_classes, width, image_size:
+               SmallViT(in_channels, num_classes, width, image_size), default_width=128)
 
 
 def build_model(

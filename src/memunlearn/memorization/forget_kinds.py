@@ -4,8 +4,8 @@
   examples closest to that score); SOURCE is ``confidence`` (default), ``exact``, any proxy, or a
   .npy file of scores; FRACTION of the training set (default 0.1). ``mid`` is the examples closest
   to 0.5 for ``exact`` scores and closest to the median otherwise (a .npy file counts as a proxy:
-  its scale is unknown; for exact scores saved to a file, ask for level 0.5 instead of mid). A ``mix`` set records its three parts in
-  ``ForgetSet.info["partitions"]`` (RUM's partitions).
+  its scale is unknown; for exact scores saved to a file, ask for level 0.5 instead of mid).
+  A ``mix`` set records its three parts in ``ForgetSet.info["partitions"]`` (RUM's partitions).
 - ``entanglement:LEVEL[:GROUPS]``: the original model's penultimate features, sorted by distance
   to their global centroid and cut into GROUPS contiguous groups (default 15); low = the group
   nearest the centroid, mid = group ⌊G/2⌋ (the middle one), high = the farthest group.

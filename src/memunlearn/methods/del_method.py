@@ -85,5 +85,5 @@ register_method("del", del_unlearn, makes_own_mask=True, params={
     **SGD_PARAMS, "epochs": Int(low=0, search=(1, 10), help="finetuning epochs after the reset (0 = reset only)"),
     "budget": BUDGET, "final_lr_fraction": FINAL_LR_FRACTION,
     "train_classifier": Bool(help="train the whole classifier layer besides the masked entries"),
-    "classifier_layer": Text(help="the head layer trained in full (\"\" = the model's classifier, else the last Linear)"),
+    "classifier_layer": Text(help="the head layer trained in full; empty = the model's classifier, else its last Linear"),
 })

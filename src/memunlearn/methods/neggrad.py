@@ -53,4 +53,6 @@ def neggrad(
                            max_grad_norm=max_grad_norm))
 
 
-register_method("neggrad", neggrad, params={**SGD_PARAMS, "lr": LR.with_search((1e-4, 1e-2)), "max_grad_norm": MAX_GRAD_NORM})
+register_method("neggrad", neggrad, params={
+    **SGD_PARAMS, "lr": LR.with_search((1e-4, 1e-2)), "max_grad_norm": MAX_GRAD_NORM,
+})

@@ -70,7 +70,8 @@ def random_label(
     them are the true label).
     """
     run = UnlearningRun("random-label", model, mask, device=device, seed=seed)
-    train_epochs_ce(run, relabelled_epochs(run, forget, retain, relabel), epochs, lr, batch_size, momentum, weight_decay)
+    epoch_examples = relabelled_epochs(run, forget, retain, relabel)
+    train_epochs_ce(run, epoch_examples, epochs, lr, batch_size, momentum, weight_decay)
     return run.finish(dict(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
                            relabel=relabel))
 

@@ -48,7 +48,8 @@ def salun(
     mask_time = time.perf_counter() - start
     run = UnlearningRun("salun", model, mask, device=device, seed=seed)
     run.examples += mask_examples
-    train_epochs_ce(run, relabelled_epochs(run, forget, retain, relabel), epochs, lr, batch_size, momentum, weight_decay)
+    epoch_examples = relabelled_epochs(run, forget, retain, relabel)
+    train_epochs_ce(run, epoch_examples, epochs, lr, batch_size, momentum, weight_decay)
     result = run.finish(dict(budget=budget, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum,
                              weight_decay=weight_decay, relabel=relabel))
     result.cost.wall_time += mask_time

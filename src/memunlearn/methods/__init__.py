@@ -152,7 +152,7 @@ def unlearn(
 
 
 # Importing the method modules registers them, in the order `memunlearn run` lists them.
-from . import retrain, finetune, neggrad, neggrad_plus, random_label, l1_sparse, salun, scrub, ssd, del_method  # noqa: E402,F401,I001
+from . import retrain, finetune, neggrad, neggrad_plus, random_label, l1_sparse, salun, scrub, ssd, del_method, uniform_contrastive, small_grad_reinit, conv_transpose, noise_injection, stop_when_done  # noqa: E402,F401,I001
 
 __all__ = [
     "METHODS", "Cost", "UnlearnResult", "UnlearningRun", "available_methods", "check_hparams", "get_method",

@@ -124,6 +124,13 @@ def test_non_finite_weights_are_caught_after_a_method_and_before_evaluation(digi
         evaluate(broken, forget, retain, digits.test, "cpu")
 
 
+def test_diverged_error_survives_pickling_from_a_worker():
+    import pickle
+
+    for error in (DivergedError("finetune", 3, float("nan")), DivergedError("ssd", reason="2 entries of w are NaN")):
+        assert str(pickle.loads(pickle.dumps(error))) == str(error)
+
+
 def test_run_records_a_method_whose_weights_overflow_as_diverged(tmp_path):
     out = tmp_path / "run"
     assert main(["run", "--epochs", "2", "--train-subset", "300", "--width", "4", "--methods", "finetune",

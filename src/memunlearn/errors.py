@@ -49,6 +49,9 @@ class DivergedError(MemunlearnError):
         found = reason if reason is not None else f"loss became {loss} at step {step}"
         super().__init__(f"{what} diverged: {found}; lower the learning rate or the number of epochs")
 
+    def __reduce__(self):  # survives the trip back from a worker process with its message intact
+        return type(self), (self.what, self.step, self.loss, self.reason)
+
 
 class DamagedArtefactWarning(UserWarning):
     """A cached or user-supplied file whose contents do not match the checksum stored with it,

@@ -24,13 +24,13 @@ def test_run_end_to_end_tiny(tmp_path, capsys):
     for method in ("finetune", "neggrad+", "random-label", "oracle"):
         assert method in printed
     results = json.loads((out / "results.json").read_text())
-    assert results["config"]["dataset"] == "digits"
+    assert results["spec"]["data"]["dataset"] == "digits"
     assert results["seeds"] == [0]
-    assert set(results["summary"]["methods"]) == {"finetune", "neggrad+", "random-label"}
+    assert set(results["groups"][0]["summary"]["methods"]) == {"finetune", "neggrad+", "random-label"}
     assert results["versions"]["torch"]
     indices = (out / "forget_indices_seed0.txt").read_text().split()
-    assert len(indices) == results["per_seed"][0]["forget_size"] == round(0.1 * results["dataset"]["n_train"])
-    row = results["per_seed"][0]["methods"]["finetune"]
+    assert len(indices) == results["groups"][0]["per_seed"][0]["forget_size"] == round(0.1 * results["dataset"]["n_train"])
+    row = results["groups"][0]["per_seed"][0]["methods"]["finetune"]
     assert row["status"] == "ok" and 0 <= row["vs_oracle"]["tow"] <= 1
     assert row["time_fraction"] > 0
 
@@ -50,15 +50,15 @@ def test_same_seed_gives_identical_results(tmp_path, monkeypatch):
         monkeypatch.setenv("MEMUNLEARN_CACHE", str(tmp_path / f"cache-{name}"))
         assert main(["run", "--out", str(tmp_path / name), "--device", "cpu", *TINY[:2], "--methods", "finetune,neggrad+", *TINY[4:8]]) == 0
         payloads.append(strip_timings(json.loads((tmp_path / name / "results.json").read_text())))
-    assert payloads[0]["per_seed"] == payloads[1]["per_seed"]
-    assert payloads[0]["summary"] == payloads[1]["summary"]
+    assert payloads[0]["groups"][0]["per_seed"] == payloads[1]["groups"][0]["per_seed"]
+    assert payloads[0]["groups"][0]["summary"] == payloads[1]["groups"][0]["summary"]
 
 
 def test_seeds_give_intervals(tmp_path):
     out = tmp_path / "seeds"
     assert main(["run", "--out", str(out), "--device", "cpu", "--seeds", "2", *TINY[:2], "--methods", "finetune", *TINY[4:6]]) == 0
     results = json.loads((out / "results.json").read_text())
-    stat = results["summary"]["methods"]["finetune"]["tow"]
+    stat = results["groups"][0]["summary"]["methods"]["finetune"]["tow"]
     assert stat["n"] == 2 and stat["half_width"] == stat["half_width"]  # not NaN
     assert (out / "forget_indices_seed1.txt").exists()
 
@@ -101,10 +101,10 @@ def test_diverging_method_is_recorded_not_scored(tmp_path):
     assert main(["run", "--out", str(out), "--device", "cpu", "--methods", "neggrad+,finetune", "--epochs", "4",
                  "--set", "neggrad+.lr=1e6", "--set", "neggrad+.beta=0.0", "--set", "finetune.epochs=1"]) == 0
     results = json.loads((out / "results.json").read_text())
-    entry = results["per_seed"][0]["methods"]["neggrad+"]
+    entry = results["groups"][0]["per_seed"][0]["methods"]["neggrad+"]
     assert entry["status"] == "diverged" and "metrics" not in entry and "diverged" in entry["error"]
-    assert results["summary"]["methods"]["neggrad+"]["seeds_ok"] == 0
-    assert results["per_seed"][0]["methods"]["finetune"]["status"] == "ok"
+    assert results["groups"][0]["summary"]["methods"]["neggrad+"]["seeds_ok"] == 0
+    assert results["groups"][0]["per_seed"][0]["methods"]["finetune"]["status"] == "ok"
 
 
 def test_train_writes_a_loadable_checkpoint(tmp_path):

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from memunlearn.errors import ConfigError
-from memunlearn.experiments import load_spec, run_experiment, spec_from_dict, write_spec
-from memunlearn.experiments.cells import CellStore
+from memunlearn.experiment import load_spec, run_experiment, spec_from_dict, write_spec
+from memunlearn.experiment.cells import CellStore
 
 TINY = {
     "data": {"train_subset": 200},
@@ -113,7 +113,7 @@ def test_results_json_is_strict_and_reruns(tmp_path):
 SWEEP_SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
-from memunlearn.experiments import load_spec, run_experiment
+from memunlearn.experiment import load_spec, run_experiment
 results = run_experiment(load_spec(sys.argv[1]), sys.argv[2], log=lambda line: print(line, flush=True))
 print("CELLS", results["cells"], flush=True)
 """

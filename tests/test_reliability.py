@@ -135,7 +135,7 @@ def test_run_records_a_method_whose_weights_overflow_as_diverged(tmp_path):
     out = tmp_path / "run"
     assert main(["run", "--epochs", "2", "--train-subset", "300", "--width", "4", "--methods", "finetune",
                  "--set", "finetune.lr=1e6", "--set", "finetune.epochs=1", "--out", str(out), "--device", "cpu"]) == 0
-    entry = json.loads((out / "results.json").read_text())["per_seed"][0]["methods"]["finetune"]
+    entry = json.loads((out / "results.json").read_text())["groups"][0]["per_seed"][0]["methods"]["finetune"]
     assert entry["status"] == "diverged" and "NaN or infinite" in entry["error"]
 
 
@@ -370,7 +370,7 @@ def test_interrupt_lists_the_files_it_kept(tmp_path, monkeypatch, capsys):
 
     cache = tmp_path / "cache"
 
-    def interrupted_run(config, out_dir, log):
+    def interrupted_run(config, out_dir, log, **kwargs):
         write_json(cache / "checkpoints" / "original-k.json", {})
         raise KeyboardInterrupt
 

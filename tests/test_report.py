@@ -399,7 +399,7 @@ def test_report_of_a_real_tiny_run_in_a_browser(tmp_path):
     from memunlearn.experiment import RunConfig, run_experiment
 
     torch.set_num_threads(1)
-    config = RunConfig(train_subset=150, epochs=2, methods=("finetune", "del"), seeds=2,
+    config = RunConfig(train_subset=150, epochs=10, methods=("finetune", "del"), seeds=2,
                        hparams={"finetune": {"epochs": 1}, "del": {"epochs": 1}})
     run_experiment(config, tmp_path / "run")
     out = write_report(tmp_path / "run")

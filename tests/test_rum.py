@@ -240,7 +240,7 @@ TINY = dict(epochs=2, width=4, train_subset=300, device="cpu", hparams={"finetun
 def test_run_with_rum_entries(tmp_path):
     config = RunConfig(methods=("finetune", "vanilla:finetune", "rum:none:finetune:finetune", "shuffle:finetune"), **TINY)
     results = run_experiment(config, tmp_path / "out")
-    row = results["per_seed"][0]
+    row = results["groups"][0]["per_seed"][0]
     # vanilla is the plain method run through the pipeline machinery: identical numbers
     assert row["methods"]["vanilla:finetune"]["metrics"] == row["methods"]["finetune"]["metrics"]
     assert row["rum"]["score"] == "confidence" and row["rum"]["source"] == "tertiles"
@@ -251,9 +251,9 @@ def test_run_with_rum_entries(tmp_path):
     assert steps[1]["hparams"]["epochs"] == 1  # --set finetune.epochs applies to every finetune step
     shuffle = row["methods"]["shuffle:finetune"]
     assert [s["partition"] for s in shuffle["steps"]] == ["shuffle1", "shuffle2", "shuffle3"]
-    assert "rum:none:finetune:finetune" in results["summary"]["methods"]
+    assert "rum:none:finetune:finetune" in results["groups"][0]["summary"]["methods"]
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert saved["config"]["rum_score"] == "confidence"
+    assert saved["spec"]["run"]["rum_score"] == "confidence"
 
 
 def test_rum_cli_end_to_end(tmp_path, capsys):
@@ -266,8 +266,8 @@ def test_rum_cli_end_to_end(tmp_path, capsys):
     assert "rum:none:finetune:finetune" in printed and "partitions (forget set parts of confidence)" in printed
     results = json.loads((out / "results.json").read_text())
     # a mix forget set is refined into its own three parts, not into tertiles of --score
-    assert results["per_seed"][0]["rum"]["partition_sizes"] == {"low": 10, "mid": 10, "high": 10}
-    assert list(results["summary"]["methods"]) == [
+    assert results["groups"][0]["per_seed"][0]["rum"]["partition_sizes"] == {"low": 10, "mid": 10, "high": 10}
+    assert list(results["groups"][0]["summary"]["methods"]) == [
         "rum:none:finetune:finetune", "vanilla:finetune", "shuffle:finetune", "rum-f:finetune"]
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from memunlearn.errors import ConfigError
-from memunlearn.experiments import run_experiment, spec_from_dict
+from memunlearn.experiment import run_experiment, spec_from_dict
 from memunlearn.params import Float, Int
 from memunlearn.tuning import grid_values, load_hparams, search_space, shipped_hparams, tune
 
@@ -79,7 +79,7 @@ def test_tune_records_every_trial_scores_on_validation_and_respects_the_cap(tmp_
 
 
 def test_tuning_never_scores_on_the_test_set(tmp_path, monkeypatch):
-    import memunlearn.experiments.cells as cells
+    import memunlearn.experiment.cells as cells
 
     seen_sizes = []
     real = cells.evaluate

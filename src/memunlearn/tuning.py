@@ -149,9 +149,9 @@ def tune(
     """
     import optuna
 
-    from .experiments import check_spec, prepare_split, resolve_setting
-    from .experiments.cells import Cell, CellStore, cell_key
-    from .experiments.run import compute_or_reuse
+    from .experiment import check_spec, prepare_split, resolve_setting
+    from .experiment.cells import Cell, CellStore, cell_key
+    from .experiment.run import compute_or_reuse
     from .io import cache_root, check_output_file
     from .rum import parse_entry
 

@@ -23,10 +23,11 @@ from . import unlearn as unlearn_command
 from . import memorization as memorization_command
 from . import rum as rum_command
 from . import report as report_command
+from . import tune as tune_command
 from .common import Parser
 
-COMMANDS = [run_command, train_command, localize_command, unlearn_command, memorization_command, rum_command,
-            report_command]
+COMMANDS = [run_command, tune_command, train_command, localize_command, unlearn_command, memorization_command,
+            rum_command, report_command]
 
 
 def build_parser() -> Parser:

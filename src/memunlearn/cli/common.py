@@ -69,9 +69,10 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(0, text)
 
 
-def add_data_options(parser: argparse.ArgumentParser) -> None:
+def add_data_options(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """The data and model options; ``defaults=False`` leaves unset options None (a spec fills them)."""
     group = parser.add_argument_group("data and model")
-    group.add_argument("--dataset", default="digits", help=DATASETS_HELP)
+    group.add_argument("--dataset", default="digits" if defaults else None, help=DATASETS_HELP)
     group.add_argument("--data-dir", help="directory (or .npz file) holding the dataset's files")
     group.add_argument("--model", help=f"{MODELS_HELP} (default: the dataset's recipe)")
     group.add_argument("--width", type=positive_int,
@@ -79,7 +80,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=positive_int, help="training epochs of the original model and the oracle")
     group.add_argument("--train-subset", type=positive_int, metavar="N",
                        help="use a stratified subset of N training examples")
-    group.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    group.add_argument("--device", default="auto" if defaults else None, help="auto (CUDA when present), cpu or cuda")
     group.add_argument("--fast", action="store_true", help="CPU/GPU fast path: channels_last and bf16 autocast where native")
     group.add_argument("--cache-dir", help="where checkpoints are cached (default $MEMUNLEARN_CACHE or ~/.cache/memunlearn)")
 

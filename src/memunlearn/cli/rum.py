@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = args.out or default_out_dir()
     results = run_experiment(config, out_dir, log=stage_logger())
     print_results(results)
-    for row in results["per_seed"]:
+    for row in results["groups"][0]["per_seed"]:
         if "rum" in row:
             info = row["rum"]
             sizes = ", ".join(f"{k} {v}" for k, v in info["partition_sizes"].items())

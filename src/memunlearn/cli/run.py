@@ -11,41 +11,115 @@ from .common import (FORGET_HELP, METHODS_HELP, PROXIES_HELP, add_data_options, 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "run",
-        help="train (or reuse) a model, unlearn a forget set with several methods, score them against the oracle",
-        description="Train or reuse the original model and the oracle, run every method, print a table and "
-        "write results.json. Example: memunlearn run --dataset fashion-mnist --forget classes:0,6 --seeds 3",
+        help="run an experiment: original model, forget set, oracle, every method, scored against the oracle",
+        description="Train or reuse the original model and the oracle, run every method, print a table, write "
+        "results.json and report.html. An experiment is a spec file (TOML) or the options below; a results.json "
+        "runs again as it was. Example: memunlearn run --dataset fashion-mnist --forget classes:0,6 --seeds 3; "
+        "memunlearn run benchmarks/specs/quick-digits.toml",
     )
-    add_data_options(parser)
-    parser.add_argument("--forget", default="iid:0.1", help=FORGET_HELP)
+    parser.add_argument("spec", nargs="?", metavar="SPEC",
+                        help="a spec file (TOML) or a results.json to run again; options given below override it")
+    add_data_options(parser, defaults=False)
+    parser.add_argument("--forget", action="append", metavar="RULE",
+                        help=f"a forget rule, repeatable (default iid:0.1): {FORGET_HELP}")
     parser.add_argument("--methods",
-                        help=f"comma-separated methods (default: every registered method: {METHODS_HELP}, ...); "
-                        "RUM pipelines as "
+                        help=f"comma-separated methods (default: all of them: {METHODS_HELP}); RUM pipelines as "
                         "VARIANT:METHOD[:METHOD...], e.g. rum:none:finetune:salun, rum-f:finetune, shuffle:finetune, "
                         "vanilla:finetune")
-    parser.add_argument("--rum-score", default="confidence",
+    parser.add_argument("--rum-score",
                         help="score whose tertiles split the forget set for rum/rum-f entries: exact, a proxy "
                         f"({PROXIES_HELP}; default confidence) or FILE.npy (a memorization:mix forget set uses its "
                         "own parts)")
-    parser.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE", help="a method hyperparameter (repeatable)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="first seed (default 0)")
-    parser.add_argument("--seeds", type=positive_int, default=1,
-                        help="number of seeds, each with its own oracle (default 1)")
+    parser.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
+                        help="a method hyperparameter (repeatable); a list such as [0.01,0.05] sweeps it")
+    parser.add_argument("--hparams", metavar="FILE", help="tuned hyperparameters (from `memunlearn tune`) to use")
+    parser.add_argument("--no-tuned", action="store_true",
+                        help="use each method's own defaults, not the tuned ones the package ships for this setting")
+    parser.add_argument("--metrics", help="extra metrics, comma-separated: ulira, neurips2023, attack-success-rate")
+    parser.add_argument("--no-noise-floor", action="store_true",
+                        help="skip the independent retrain (another seed) that every table compares with")
+    parser.add_argument("--seed", type=non_negative_int, help="first seed (default 0)")
+    parser.add_argument("--seeds", type=positive_int, help="number of seeds, each with its own oracle (default 1)")
+    parser.add_argument("--workers", type=positive_int, help="cells run in this many local processes (default 1)")
     parser.add_argument("--out", help="output directory (default runs/<timestamp>)")
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..experiment import DEFAULT_METHODS, RunConfig, run_experiment
-    from ..report import print_results
+def spec_from_options(base, args: argparse.Namespace, forget: tuple[str, ...] | None = None):
+    """``base`` (a spec, or the defaults) with every option the user gave on the command line applied."""
+    from dataclasses import replace
 
-    config = RunConfig(
-        dataset=args.dataset, data_dir=args.data_dir, model=args.model, width=args.width, forget=args.forget,
-        methods=parse_list(args.methods) if args.methods is not None else DEFAULT_METHODS, seed=args.seed,
-        seeds=args.seeds, epochs=args.epochs, train_subset=args.train_subset, hparams=parse_assignments(args.set),
-        device=args.device, fast=args.fast, cache_dir=args.cache_dir, rum_score=args.rum_score,
-    )
+    from ..errors import ConfigError
+    from ..experiment import check_spec
+
+    data = replace(base.data, **{k: v for k, v in (("dataset", args.dataset), ("data_dir", args.data_dir),
+                                                    ("train_subset", args.train_subset)) if v is not None})
+    if args.dataset is not None and args.dataset != base.data.dataset and args.data_dir is None:
+        data = replace(data, data_dir=None)
+    model = replace(base.model, **{k: v for k, v in (("name", args.model), ("width", args.width),
+                                                      ("epochs", args.epochs)) if v is not None})
+    if args.fast:
+        model = replace(model, fast=True)
+    spec = replace(base, data=data, model=model)
+    if forget:
+        spec = replace(spec, forget=forget)
+    if getattr(args, "methods", None) is not None:
+        methods = parse_list(args.methods)
+        duplicates = sorted({m for m in methods if methods.count(m) > 1})
+        if duplicates:
+            raise ConfigError(f"--methods lists {', '.join(map(repr, duplicates))} more than once")
+        spec = replace(spec, methods=methods)
+    if getattr(args, "set", None):
+        hparams = {k: dict(v) for k, v in spec.hparams.items()}
+        for method, values in parse_assignments(args.set).items():
+            hparams.setdefault(method, {}).update(values)
+        spec = replace(spec, hparams=hparams)
+    for key, value in (("device", args.device), ("cache_dir", args.cache_dir),
+                       ("rum_score", getattr(args, "rum_score", None)), ("hparams_file", getattr(args, "hparams", None))):
+        if value is not None:
+            spec = replace(spec, **{key: value})
+    if getattr(args, "no_tuned", False):
+        spec = replace(spec, use_tuned=False)
+    check_spec(spec)
+    return spec
+
+
+def run(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+    from dataclasses import replace
+
+    from ..errors import ConfigError
+    from ..experiment import ExperimentSpec, load_spec, run_experiment
+    from ..report import print_results, write_report
+
+    base = load_spec(args.spec) if args.spec else ExperimentSpec(methods=_default_methods())
+    spec = spec_from_options(base, args, forget=tuple(args.forget) if args.forget else None)
+    if args.seed is not None or args.seeds is not None:
+        first = args.seed if args.seed is not None else spec.seeds[0]
+        spec = replace(spec, seeds=tuple(range(first, first + (args.seeds or len(spec.seeds)))))
+    if args.metrics:
+        spec = replace(spec, evaluation=replace(spec.evaluation, metrics=parse_list(args.metrics)))
+    if args.no_noise_floor:
+        spec = replace(spec, evaluation=replace(spec.evaluation, noise_floor=False))
+    if args.workers:
+        spec = replace(spec, executor=replace(spec.executor, workers=args.workers))
+    if args.spec and args.out and not args.spec.endswith(".toml"):
+        from pathlib import Path
+
+        if Path(args.out).resolve() == Path(args.spec).resolve().parent:
+            raise ConfigError("--out is the directory of the results.json being run again; give another one, "
+                              "so the earlier results are not overwritten")
     out_dir = args.out or default_out_dir()
-    results = run_experiment(config, out_dir, log=stage_logger())
+    command = "memunlearn " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("memunlearn") else None
+    results = run_experiment(spec, out_dir, log=stage_logger(), command=command)
     print_results(results)
-    print(f"results written to {out_dir}/results.json")
+    report = write_report(results, f"{out_dir}/report.html")
+    print(f"results written to {out_dir}/results.json, report to {report}")
     return 0
+
+
+def _default_methods() -> tuple[str, ...]:
+    from ..experiment import default_methods
+
+    return default_methods()

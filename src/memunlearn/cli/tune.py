@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
         "--forget iid:0.1 --forget classes:0,6 --out fmnist-hparams.toml",
     )
     parser.add_argument("spec", nargs="?", help="a spec file (TOML) or results.json; options below override it")
-    add_data_options(parser)
+    add_data_options(parser, defaults=False)
     parser.add_argument("--forget", action="append", metavar="RULE",
                         help=f"a forget rule (repeatable; default iid:0.1): {FORGET_HELP}")
     parser.add_argument("--methods", help=f"comma-separated methods to tune (default: all but retrain: {METHODS_HELP})")
@@ -55,12 +55,11 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ..experiment import load_spec
-    from ..experiment.spec import ExperimentSpec
+    from ..experiment import ExperimentSpec, default_methods, load_spec
     from ..tuning import tune
     from .run import spec_from_options
 
-    base = load_spec(args.spec) if args.spec else ExperimentSpec()
+    base = load_spec(args.spec) if args.spec else ExperimentSpec(methods=default_methods())
     spec = spec_from_options(base, args, forget=tuple(args.forget) if args.forget else None)
     if not args.spec and args.methods is None:
         spec = replace(spec, methods=tuple(m for m in spec.methods if m != "retrain"))

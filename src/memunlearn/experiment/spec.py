@@ -167,7 +167,7 @@ class ExperimentSpec:
         A list as a hyperparameter's value is swept; the label names the swept values only, so an
         entry without a sweep keeps its plain name.
         """
-        from ..rum import methods_in_entry
+        from ..rum import methods_in_entry, parse_entry
 
         cells = []
         for entry in self.methods:
@@ -179,11 +179,12 @@ class ExperimentSpec:
                 for (method, key, _), value in zip(swept, combo):
                     hparams[method][key] = value
                 suffix = ",".join(
-                    (f"{key}" if len(steps) == 1 else f"{method}.{key}") + f"={value}"
+                    (f"{key}" if parse_entry(entry) is None else f"{method}.{key}") + f"={value}"
                     for (method, key, _), value in zip(swept, combo)
                 )
                 label = f"{entry}[{suffix}]" if suffix else entry
-                cells.append(MethodCell(entry, hparams if len(steps) != 1 else hparams[steps[0]], label))
+                plain = parse_entry(entry) is None
+                cells.append(MethodCell(entry, hparams[entry] if plain else hparams, label))
         return cells
 
 

@@ -9,7 +9,6 @@ stale one.
 from __future__ import annotations
 
 import hashlib
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -74,7 +73,12 @@ def hold_out_validation(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
 
 
 def resolve_setting(spec: ExperimentSpec) -> Setting:
-    """Load the data and fill in the dataset's recipe where the spec leaves it open."""
+    """Load the data and fill in the dataset's recipe where the spec leaves it open.
+
+    ``spec`` may also be a :class:`~memunlearn.experiment.RunConfig` (the command line's view).
+    """
+    if not isinstance(spec, ExperimentSpec):
+        spec = spec.to_spec()
     dataset = load_dataset(spec.data.dataset, spec.data.data_dir)
     if spec.data.train_subset:
         dataset = subsample(dataset, n_train=spec.data.train_subset, seed=0)
@@ -99,7 +103,7 @@ def train_cached(
     )
 
     def produce():
-        result = train(setting.build(seed), examples, train_config, setting.device, progress=sys.stderr.isatty(),
+        result = train(setting.build(seed), examples, train_config, setting.device, progress=True,
                        description=f"{role} (seed {seed})")
         extra = result.dynamics.as_tensors() if result.dynamics is not None else {}
         return result.model, extra, {"wall_time": result.wall_time, "steps": result.steps, "key": key}

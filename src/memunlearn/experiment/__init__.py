@@ -55,13 +55,27 @@ class RunConfig:
     rum_score: str = "confidence"
     noise_floor: bool = True
 
+    def validate(self) -> None:
+        """Check every setting before any work (numbers, names, duplicates, hyperparameter values).
+
+        Raises:
+            ConfigError: naming the setting and the value.
+        """
+        self.to_spec()
+
     def to_spec(self) -> ExperimentSpec:
+        """The spec this configuration describes (checked: see :func:`check_spec`)."""
         from ..errors import ConfigError
 
-        if self.seeds < 1:
-            raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
-        if self.seed < 0:
-            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+        for name, value, low in (("seed", self.seed, 0), ("seeds", self.seeds, 1), ("width", self.width, 1),
+                                 ("epochs", self.epochs, 1), ("train_subset", self.train_subset, 1)):
+            if value is None and name in ("width", "epochs", "train_subset"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+        duplicates = sorted({m for m in self.methods if list(self.methods).count(m) > 1})
+        if duplicates:
+            raise ConfigError(f"--methods lists {', '.join(map(repr, duplicates))} more than once")
         spec = ExperimentSpec(
             data=DataSpec(self.dataset, self.data_dir, self.train_subset),
             model=ModelSpec(self.model, self.width, self.epochs, self.fast),

@@ -144,6 +144,7 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpe
         "hparams": {**hparams, "seed": split.seed},
     }
     entry.update(extra)
+    entry.update(result.details)
     if pipeline is not None:
         entry["steps"] = result.step_records
         entry["rum"] = _partitions(split, setting, rum_score).description

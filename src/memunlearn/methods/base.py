@@ -44,6 +44,7 @@ class UnlearnResult:
     method: str
     cost: Cost
     hparams: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # what else the method reports (e.g. its mask per layer)
 
 
 def validate_mask(mask: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:

@@ -73,7 +73,8 @@ def test_tune_records_every_trial_scores_on_validation_and_respects_the_cap(tmp_
     table = load_hparams(tmp_path / "hp.toml")
     assert table.lookup("digits", "cnn", 16, "iid:0.1") == {"finetune": best["hparams"]}
     assert table.lookup("digits", "cnn", 16, "iid:0.3") == {"finetune": best["hparams"]}  # same kind
-    assert table.lookup("digits", "cnn", 16, "classes:0,6") == {}
+    assert table.lookup("digits", "cnn", 16, "classes:0,6") == {}  # no class-concentrated entry tuned
+    assert table.lookup("digits", "mlp", 16, "iid:0.1") == {}
     again = tune(spec)  # trials are cells: a repeated tuning reuses them all
     assert all(t["reused"] for t in again.trials)
 

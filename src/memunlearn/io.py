@@ -191,10 +191,39 @@ def written_files(since: int = 0) -> list[Path]:
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
-    """Write ``payload`` as indented JSON, atomically."""
+    """Write ``payload`` as indented, strict JSON (RFC 8259), atomically.
+
+    NaN and infinities become ``null`` (SPEC §6: an undefined value, such as the interval over one
+    seed, must not make the file unreadable to jq or a browser).
+    """
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
+        text = json.dumps(strict_json(payload), indent=2, sort_keys=False, allow_nan=False, default=_json_default)
+        tmp.write_text(text + "\n")
     return Path(path)
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None, numpy scalars and arrays as Python ones.
+
+    Example:
+        >>> strict_json({"mean": float("nan"), "values": [1.0, float("inf")]})
+        {'mean': None, 'values': [1.0, None]}
+    """
+    import math
+
+    import numpy as np
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return strict_json(value.tolist())
+    if isinstance(value, np.generic):
+        return strict_json(value.item())
+    return value
 
 
 def _json_default(value: Any) -> Any:

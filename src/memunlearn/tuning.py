@@ -281,16 +281,15 @@ class HparamsTable:
     entries: tuple[dict[str, Any], ...]
 
     def lookup(self, dataset: str, model: str, width: int, rule: str) -> dict[str, dict[str, Any]]:
-        """The methods' hyperparameters tuned for this setting: the exact forget rule first, else
-        one of the same kind (``iid:0.2`` takes what was tuned for ``iid:0.1``); {} if none."""
+        """The methods' hyperparameters tuned for this setting: the exact forget rule first, then one
+        of the same kind and classes (``iid:0.2`` takes what was tuned for ``iid:0.1``), then one of
+        the same kind (``classes:1,7`` takes what was tuned for ``classes:0,6``); {} if none."""
         matching = [e for e in self.entries if (e["dataset"], e["model"], e["width"]) == (dataset, model, width)]
-        for entry in matching:
-            if entry["forget"] == rule:
-                return entry["methods"]
-        kind = _rule_kind(rule)
-        for entry in matching:
-            if _rule_kind(entry["forget"]) == kind:
-                return entry["methods"]
+        for same in (lambda r: r == rule, lambda r: _rule_kind(r) == _rule_kind(rule),
+                     lambda r: r.partition(":")[0] == rule.partition(":")[0]):
+            for entry in matching:
+                if same(entry["forget"]):
+                    return entry["methods"]
         return {}
 
 

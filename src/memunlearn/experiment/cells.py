@@ -22,7 +22,7 @@ from .. import __version__
 from ..checkpoints import artefact_key
 from ..errors import DivergedError
 from ..evaluation import compare_to_oracle, evaluate
-from ..io import FileLock, atomic_path, json_checksum
+from ..io import FileLock, atomic_path, json_checksum, strict_json
 from ..methods import method_defaults, unlearn
 from ..rum import RunPartitions, parse_entry, run_entry
 from .setup import Setting, Split
@@ -98,19 +98,6 @@ class CellStore:
         return FileLock(self.path(key))
 
 
-def finite_json(value: Any) -> Any:
-    """``value`` with every NaN or infinity replaced by None (strict JSON, SPEC §6)."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_json(v) for v in value]
-    if isinstance(value, np.generic):
-        return finite_json(value.item())
-    return value
-
-
 def compute_cell(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpec) -> dict[str, Any]:
     """Run the cell's method on its split and score it against the oracle (and by the spec's metrics)."""
     from .metrics import cell_metrics
@@ -136,7 +123,7 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpe
         metrics = evaluate(result.model, split.forget, split.retain, split.test, setting.device, split.seed)
         extra = cell_metrics(spec, setting, split, cell.entry, cell.hparams, result.model, pipeline is not None)
     except DivergedError as exc:
-        return {"status": "diverged", "error": str(exc), "hparams": finite_json(cell.hparams)}
+        return {"status": "diverged", "error": str(exc), "hparams": strict_json(cell.hparams)}
     entry: dict[str, Any] = {
         "status": "ok", "metrics": metrics, "vs_oracle": compare_to_oracle(metrics, split.oracle_metrics),
         "cost": result.cost.to_dict(), "time_fraction": result.cost.wall_time / split.oracle_time,
@@ -148,7 +135,7 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpe
     if pipeline is not None:
         entry["steps"] = result.step_records
         entry["rum"] = _partitions(split, setting, rum_score).description
-    return finite_json(entry)
+    return strict_json(entry)
 
 
 def _partitions(split: Split, setting: Setting, rum_score: str) -> RunPartitions:

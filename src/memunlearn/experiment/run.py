@@ -11,9 +11,9 @@ import torch
 
 from .. import __version__
 from ..checkpoints import cache_root
-from ..io import check_output_dir, write_json
+from ..io import check_output_dir, strict_json, write_json
 from ..tuning import apply_tuned
-from .cells import Cell, CellStore, cell_key, compute_cell, finite_json
+from .cells import Cell, CellStore, cell_key, compute_cell
 from .metrics import floor_metrics
 from .setup import Setting, Split, prepare_split, resolve_setting
 from .spec import ExperimentSpec, MethodCell, check_spec, spec_from_dict
@@ -99,7 +99,7 @@ def run_experiment(
             "summary": summarise(rows, [m.label for m in method_cells]),
             "tuned_hparams": tuned[rule],
         })
-    results = finite_json({
+    results = strict_json({
         "format": 2,
         "memunlearn_version": __version__,
         "spec": spec.to_dict(),

@@ -44,6 +44,13 @@ class ForgetSet:
         keep[self.indices] = False
         return np.flatnonzero(keep)
 
+    def training_data(self, dataset: Dataset) -> Dataset:
+        """What the original model and the oracle train on: ``dataset`` with this rule's changes
+        (flipped labels for ``mislabeled``; subclasses may change the images too)."""
+        if self.train_labels is None:
+            return dataset
+        return dataset.with_train_labels(self.train_labels, f"{self.rule}:{self.seed}")
+
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "seed": self.seed, "size": len(self), **self.info}
 

@@ -21,11 +21,11 @@ import numpy as np
 from .. import __version__
 from ..checkpoints import artefact_key
 from ..errors import DivergedError
-from ..evaluation import compare_to_oracle, evaluate
+from ..evaluation import compare_to_oracle
 from ..io import FileLock, atomic_path, json_checksum, strict_json
 from ..methods import method_defaults, unlearn
 from ..rum import RunPartitions, parse_entry, run_entry
-from .setup import Setting, Split
+from .setup import Setting, Split, evaluate_split
 from .spec import ExperimentSpec
 
 # Bump when what a cell computes changes, so old cells are not reused.
@@ -120,7 +120,8 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpe
             result = unlearn(cell.entry, split.original, split.forget, split.retain, seed=split.seed, device=device,
                              **hparams)
             hparams = {**method_defaults(cell.entry), **result.hparams}
-        metrics = evaluate(result.model, split.forget, split.retain, split.test, setting.device, split.seed)
+        metrics = evaluate_split(result.model, split.forget_set, split.forget, split.retain, split.test, setting.device,
+                                 split.seed)
         extra = cell_metrics(spec, setting, split, cell.entry, cell.hparams, result.model, pipeline is not None)
     except DivergedError as exc:
         return {"status": "diverged", "error": str(exc), "hparams": strict_json(cell.hparams)}

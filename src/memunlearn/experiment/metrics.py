@@ -2,8 +2,8 @@
 
 Accuracies, gaps, ToW and the population attacks are always computed. The metrics here cost more
 or need something more, and declare it: U-LiRA needs the model pool (shadow models, shared with
-memorization scores), the NeurIPS-2023 score needs N unlearned and N retrained models, the attack
-success rate needs a backdoor forget set. Each is computed inside its cell and cached with it;
+memorization scores), the NeurIPS-2023 score needs N unlearned and N retrained models. (A backdoor
+forget set's attack success rate is measured for every model without being asked for.) Each is computed inside its cell and cached with it;
 the pool and the extra runs are artefacts of their own, built once and reused by every cell.
 
 Register a metric with ``@METRICS.register(name, scope=..., needs="...")`` on a function
@@ -86,14 +86,6 @@ def neurips2023_metric(context: MetricContext) -> dict[str, Any]:
                                forget_indices=split.forget_set.indices, seed=split.seed,
                                cache_dir=context.setting.cache.parent, device=str(context.setting.device))
     return report.to_dict()
-
-
-@METRICS.register("attack-success-rate", scope="model", needs="a backdoor forget set")
-def attack_success_metric(context: MetricContext) -> dict[str, Any]:
-    """Backdoor attack success rate of the unlearned model (empty for other forget sets)."""
-    from ..backdoor import backdoor_metrics
-
-    return backdoor_metrics(context.model, context.split.forget_set, context.split.test, context.setting.device)
 
 
 def floor_metrics(spec: ExperimentSpec, setting: Setting, split: Split) -> dict[str, dict[str, Any]]:

@@ -112,6 +112,15 @@ def train_cached(
     return model, TrainingDynamics.from_tensors(extra), float(metadata.get("wall_time", float("nan"))), reused
 
 
+def evaluate_split(model: nn.Module, forget_set: ForgetSet, forget: Examples, retain: Examples, test: Examples,
+                   device, seed: int) -> dict[str, float]:
+    """:func:`~memunlearn.evaluation.evaluate`, plus what the forget set's use case measures (the
+    attack success rate of a backdoor forget set)."""
+    from ..backdoor import backdoor_metrics
+
+    return {**evaluate(model, forget, retain, test, device, seed), **backdoor_metrics(model, forget_set, test, device)}
+
+
 @dataclass
 class Split:
     """One (seed, forget rule) of an experiment: the forget set and the models every cell shares."""
@@ -159,8 +168,7 @@ def prepare_split(
     # context; rules that change labels (mislabeled) never call it, so it trains on their labels.
     context = ForgetContext(lambda: original_for(dataset), str(setting.device), spec.cache_dir)
     forget_set = make_forget_set(rule, dataset, seed, context)
-    if forget_set.train_labels is not None:
-        dataset = dataset.with_train_labels(forget_set.train_labels, forget_set.rule + f":{seed}")
+    dataset = forget_set.training_data(dataset)
     original, dynamics = original_for(dataset)
     retain_idx = forget_set.retain_indices(len(dataset.train))
     forget, retain, test = dataset.train.subset(forget_set.indices), dataset.train.subset(retain_idx), dataset.test
@@ -168,8 +176,8 @@ def prepare_split(
 
     oracle, _, oracle_time, reused = train_cached(setting, retain, dataset.fingerprint, seed, "oracle", forget_key)
     log(f"seed {seed}: oracle {'reused' if reused else f'retrained in {oracle_time:.1f}s'}")
-    oracle_metrics = evaluate(oracle, forget, retain, test, setting.device, seed)
-    original_metrics = evaluate(original, forget, retain, test, setting.device, seed)
+    oracle_metrics = evaluate_split(oracle, forget_set, forget, retain, test, setting.device, seed)
+    original_metrics = evaluate_split(original, forget_set, forget, retain, test, setting.device, seed)
     row: dict[str, Any] = {
         "seed": seed, "forget_size": len(forget_set), "retain_size": len(retain_idx),
         "oracle": {"metrics": oracle_metrics, "wall_time": oracle_time},
@@ -183,7 +191,7 @@ def prepare_split(
         independent, _, floor_time, reused = train_cached(setting, retain, dataset.fingerprint, floor_seed, "oracle",
                                                           forget_key)
         log(f"seed {seed}: independent retrain (noise floor) {'reused' if reused else f'trained in {floor_time:.1f}s'}")
-        floor_metrics = evaluate(independent, forget, retain, test, setting.device, seed)
+        floor_metrics = evaluate_split(independent, forget_set, forget, retain, test, setting.device, seed)
         row["noise_floor"] = {
             "metrics": floor_metrics, "vs_oracle": compare_to_oracle(floor_metrics, oracle_metrics),
             "wall_time": floor_time, "time_fraction": floor_time / oracle_time, "examples_fraction": 1.0,

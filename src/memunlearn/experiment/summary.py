@@ -18,6 +18,7 @@ from .. import __version__
 from ..evaluation import mean_interval
 
 METRIC_NAMES = ("acc_forget", "acc_retain", "acc_test", "mia_efficacy", "loss_mia_auc")
+OPTIONAL_METRICS = ("attack_success_rate",)  # only where the forget set measures it (backdoor)
 ORACLE_NAMES = ("gap_forget", "gap_retain", "gap_test", "gap_mia", "tow", "tow_mia")
 
 
@@ -27,6 +28,9 @@ def summarise_entries(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for name in METRIC_NAMES:
         summary[name] = mean_interval(e["metrics"][name] for e in entries if "metrics" in e)
+    for name in OPTIONAL_METRICS:
+        if any(name in e.get("metrics", {}) for e in entries):
+            summary[name] = mean_interval(e["metrics"][name] for e in entries if name in e.get("metrics", {}))
     if any("vs_oracle" in e for e in entries):
         for name in ORACLE_NAMES:
             summary[name] = mean_interval(e["vs_oracle"][name] for e in entries if "vs_oracle" in e)

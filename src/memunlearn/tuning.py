@@ -166,8 +166,11 @@ def tune(
     if stray:
         raise ConfigError(f"[tuning.space] names {stray[0]!r}, which is not among the methods tuned")
     validation = spec.data.validation or spec.tuning.validation
-    tuning_spec = replace(spec, data=replace(spec.data, validation=validation), seeds=(spec.tuning.seed,))
+    tuning_spec = replace(spec, data=replace(spec.data, validation=validation), seeds=(spec.tuning.seed,),
+                          evaluation=replace(spec.evaluation, noise_floor=False))
     setting = resolve_setting(tuning_spec)
+    spaces = {m: _within_cost_cap(space, setting.train_config.epochs, spec.tuning.cost_cap)
+              for m, space in spaces.items()}
     store = CellStore(cache_root(spec.cache_dir) / "cells")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     result = TuningResult(setting={
@@ -225,6 +228,19 @@ def tune(
     if out is not None:
         write_hparams(result, out, command)
     return result
+
+
+def _within_cost_cap(space: dict[str, Param], oracle_epochs: int, cost_cap: float) -> dict[str, Param]:
+    """Narrow an ``epochs`` range to what the cost cap can afford: an epoch costs at least one pass
+    over the retain set, the oracle's retrain ``oracle_epochs`` of them, so more than
+    cost_cap·oracle_epochs epochs is always over the cap and not worth a trial."""
+    param = space.get("epochs")
+    if param is None or param.kind != "int":
+        return space
+    affordable = max(int(param.search[0]), int(cost_cap * oracle_epochs))
+    if affordable >= param.search[1]:
+        return space
+    return {**space, "epochs": param.with_search((int(param.search[0]), affordable))}
 
 
 def _sampler(name: str, space: Mapping[str, Param], method: str, seed: int, trials: int):

@@ -81,8 +81,21 @@ def add_data_options(parser: argparse.ArgumentParser, defaults: bool = True) -> 
     group.add_argument("--train-subset", type=positive_int, metavar="N",
                        help="use a stratified subset of N training examples")
     group.add_argument("--device", default="auto" if defaults else None, help="auto (CUDA when present), cpu or cuda")
+    group.add_argument("--image-size", type=positive_int, metavar="N",
+                       help="imagefolder: images are resized and centre-cropped to N x N (default 32)")
+    group.add_argument("--channels", choices=("auto", "rgb", "grayscale"),
+                       help="imagefolder: colour channels (default auto: grayscale when every image is)")
+    group.add_argument("--test-fraction", type=float, metavar="F",
+                       help="imagefolder without train/ and test/: the fraction of each class held out as the test set")
     group.add_argument("--fast", action="store_true", help="CPU/GPU fast path: channels_last and bf16 autocast where native")
     group.add_argument("--cache-dir", help="where checkpoints are cached (default $MEMUNLEARN_CACHE or ~/.cache/memunlearn)")
+
+
+def data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The reader options given on the command line (only those set)."""
+    given = {"image_size": getattr(args, "image_size", None), "channels": getattr(args, "channels", None),
+             "test_fraction": getattr(args, "test_fraction", None)}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def parse_list(text: str) -> tuple[str, ...]:

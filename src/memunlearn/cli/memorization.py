@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..io import atomic_path, cache_root, check_output_dir, check_output_file, write_json
-from .common import PROXIES_HELP, add_data_options, non_negative_int, parse_list, positive_int, stage_logger
+from .common import PROXIES_HELP, add_data_options, data_options, non_negative_int, parse_list, positive_int, stage_logger
 
 
 def add_parser(subparsers) -> None:
@@ -78,7 +78,7 @@ def _add_pool_options(parser: argparse.ArgumentParser) -> None:
 def _setting(args: argparse.Namespace):
     from ..experiment import RunConfig, resolve_setting
 
-    return resolve_setting(RunConfig(
+    return resolve_setting(RunConfig(data_options=data_options(args), 
         dataset=args.dataset, data_dir=args.data_dir, model=args.model, width=args.width, epochs=args.epochs,
         train_subset=args.train_subset, device=args.device, fast=args.fast, cache_dir=args.cache_dir, seed=args.seed,
     ))

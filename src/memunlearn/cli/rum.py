@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
-from .common import (FORGET_HELP, PROXIES_HELP, add_data_options, default_out_dir, non_negative_int,
+from .common import (FORGET_HELP, PROXIES_HELP, add_data_options, data_options, default_out_dir, non_negative_int,
                      parse_assignments, parse_list, positive_int, stage_logger)
 
 # RUM's variants and default score, written out so the parser imports nothing heavy (the tests
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ..report import print_results
 
     methods = pipeline_entries(args.variant, parse_list(args.pipeline), args.baselines)
-    config = RunConfig(
+    config = RunConfig(data_options=data_options(args), 
         dataset=args.dataset, data_dir=args.data_dir, model=args.model, width=args.width, forget=args.forget,
         methods=methods, seed=args.seed, seeds=args.seeds, epochs=args.epochs, train_subset=args.train_subset,
         hparams=parse_assignments(args.set), device=args.device, fast=args.fast, cache_dir=args.cache_dir,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (FORGET_HELP, METHODS_HELP, PROXIES_HELP, add_data_options, default_out_dir, non_negative_int,
-                     parse_assignments, parse_list, positive_int, stage_logger)
+from .common import (FORGET_HELP, METHODS_HELP, PROXIES_HELP, add_data_options, data_options, default_out_dir,
+                     non_negative_int, parse_assignments, parse_list, positive_int, stage_logger)
 
 
 def add_parser(subparsers) -> None:
@@ -56,6 +56,8 @@ def spec_from_options(base, args: argparse.Namespace, forget: tuple[str, ...] | 
                                                     ("train_subset", args.train_subset)) if v is not None})
     if args.dataset is not None and args.dataset != base.data.dataset and args.data_dir is None:
         data = replace(data, data_dir=None)
+    if data_options(args):
+        data = replace(data, options={**data.options, **data_options(args)})
     model = replace(base.model, **{k: v for k, v in (("name", args.model), ("width", args.width),
                                                       ("epochs", args.epochs)) if v is not None})
     if args.fast:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..io import check_output_file
-from .common import add_data_options, non_negative_int
+from .common import add_data_options, data_options, non_negative_int
 
 
 def add_parser(subparsers) -> None:
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training import accuracy, train
 
     check_output_file(args.out, "--out")
-    config = RunConfig(dataset=args.dataset, data_dir=args.data_dir, model=args.model, width=args.width,
+    config = RunConfig(data_options=data_options(args), dataset=args.dataset, data_dir=args.data_dir, model=args.model, width=args.width,
                        epochs=args.epochs, train_subset=args.train_subset, device=args.device, fast=args.fast,
                        seed=args.seed)
     setting = resolve_setting(config)

@@ -54,6 +54,7 @@ class RunConfig:
     cache_dir: str | None = None
     rum_score: str = "confidence"
     noise_floor: bool = True
+    data_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Check every setting before any work (numbers, names, duplicates, hyperparameter values).
@@ -77,7 +78,7 @@ class RunConfig:
         if duplicates:
             raise ConfigError(f"--methods lists {', '.join(map(repr, duplicates))} more than once")
         spec = ExperimentSpec(
-            data=DataSpec(self.dataset, self.data_dir, self.train_subset),
+            data=DataSpec(self.dataset, self.data_dir, self.train_subset, options=dict(self.data_options)),
             model=ModelSpec(self.model, self.width, self.epochs, self.fast),
             forget=(self.forget,), seeds=tuple(range(self.seed, self.seed + self.seeds)),
             methods=tuple(self.methods), hparams={k: dict(v) for k, v in self.hparams.items()},

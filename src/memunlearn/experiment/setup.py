@@ -79,7 +79,7 @@ def resolve_setting(spec: ExperimentSpec) -> Setting:
     """
     if not isinstance(spec, ExperimentSpec):
         spec = spec.to_spec()
-    dataset = load_dataset(spec.data.dataset, spec.data.data_dir)
+    dataset = load_dataset(spec.data.dataset, spec.data.data_dir, **spec.data.options)
     if spec.data.train_subset:
         dataset = subsample(dataset, n_train=spec.data.train_subset, seed=0)
     if spec.data.validation:

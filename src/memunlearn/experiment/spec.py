@@ -60,7 +60,7 @@ DEFAULT_FORGET = "iid:0.1"
 DEFAULT_COST_CAP = 0.2  # the NeurIPS-2023 challenge's limit: 20% of the oracle's retrain time
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=True)
 class DataSpec:
     """Which data: a dataset name, where its files are, an optional stratified training subset,
     and an optional validation split held out of the training data (used instead of the test set
@@ -70,6 +70,7 @@ class DataSpec:
     data_dir: str | None = None
     train_subset: int | None = None
     validation: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the reader's own ([data.options]: imagefolder's image_size, ...)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class ExperimentSpec:
         methods: dict[str, Any] = {"run": list(self.methods)}
         methods.update({name: dict(values) for name, values in self.hparams.items()})
         payload = {
-            "data": _drop_none(asdict(self.data)),
+            "data": {k: v for k, v in _drop_none(asdict(self.data)).items() if v != {}},
             "model": _drop_none(asdict(self.model)),
             "forget": {"rules": list(self.forget)},
             "seeds": {"list": list(self.seeds)},

@@ -82,7 +82,7 @@ def run_one(spec: dict) -> dict:
     from memunlearn.training import TrainConfig, accuracy, train
 
     if spec["model"] in ("cnn3", "cnn3f"):
-        import memunlearn.models_extra  # noqa: F401  (registers cnn3, cnn3f)
+        import conv_models  # noqa: F401  (registers cnn3, cnn3f)
 
     data = subsample(load_dataset("fashion-mnist"), n_train=10000, seed=0)
     config = TrainConfig(epochs=spec["epochs"], lr=spec["lr"], batch_size=spec["batch_size"],
@@ -129,7 +129,7 @@ def run_steps(spec: dict) -> dict:
     from memunlearn.data import subsample
 
     if spec["model"] in ("cnn3", "cnn3f"):
-        import memunlearn.models_extra  # noqa: F401
+        import conv_models  # noqa: F401
     data = subsample(load_dataset("fashion-mnist"), n_train=10000, seed=0)
     bs, rounds = spec["batch_size"], spec["rounds"]
     x_all, y_all = data.train.x, data.train.y

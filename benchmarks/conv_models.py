@@ -1,4 +1,4 @@
-"""Extra models, registered on import: ``import memunlearn.models_extra`` adds them to build_model.
+"""Candidate conv models for the Fashion-MNIST conv-recipe search (benchmarks/conv_recipe.py), registered on import.
 
 ``cnn3``: three conv blocks (conv 3x3 + BatchNorm + ReLU), a 2x2 max-pool after each of the
 first two, global average pooling and a linear ``classifier``. ``cnn3f``: the same body with the

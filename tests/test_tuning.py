@@ -135,3 +135,14 @@ def test_shipped_hparams_are_valid_and_cover_both_forget_kinds():
         assert table is not None, dataset
         kinds = {entry["forget"].split(":")[0] for entry in table.entries}
         assert {"iid", "classes"} <= kinds
+
+
+def test_hyperparameters_the_spec_sets_are_held_fixed_in_every_trial(tmp_path):
+    spec = tiny(tmp_path / "cache", methods={"run": ["finetune"], "finetune": {"epochs": 1}},
+                tuning={"trials": 5, "sampler": "grid", "validation": 100})
+    result = tune(spec)
+    assert len(result.trials) == 3  # only lr is searched: its 3-point grid
+    assert all(t["hparams"]["epochs"] == 1 for t in result.trials)
+    assert result.best["iid:0.1"]["finetune"]["epochs"] == 1
+    with pytest.raises(ConfigError, match="finetune.lr is a list"):
+        tune(tiny(tmp_path / "cache", methods={"run": ["finetune"], "finetune": {"lr": [0.01, 0.1]}}))

@@ -161,7 +161,14 @@ def tune(
     pipelines = [m for m in spec.methods if parse_entry(m) is not None]
     if pipelines:
         raise ConfigError(f"tune searches plain methods; {pipelines[0]!r} is a RUM pipeline: tune its methods instead")
-    spaces = {m: search_space(m, spec.tuning.space.get(m)) for m in spec.methods}
+    fixed = {m: dict(spec.hparams.get(m, {})) for m in spec.methods}
+    swept = [f"{m}.{k}" for m, values in fixed.items() for k, v in values.items() if isinstance(v, list)]
+    if swept:
+        raise ConfigError(f"tune takes one value per fixed hyperparameter; {swept[0]} is a list (tune each value "
+                          "separately, or search it with [tuning.space])")
+    # hyperparameters the spec sets are held fixed: every trial uses them and they are not searched
+    spaces = {m: {k: p for k, p in search_space(m, spec.tuning.space.get(m)).items() if k not in fixed[m]}
+              for m in spec.methods}
     stray = sorted(set(spec.tuning.space) - set(spec.methods))
     if stray:
         raise ConfigError(f"[tuning.space] names {stray[0]!r}, which is not among the methods tuned")
@@ -189,7 +196,8 @@ def tune(
             records: list[dict[str, Any]] = []
 
             def objective(trial) -> float:
-                hparams = {name: _suggest(trial, method, name, param) for name, param in space.items()}
+                hparams = {**fixed[method],
+                           **{name: _suggest(trial, method, name, param) for name, param in space.items()}}
                 cell = Cell(spec.tuning.seed, rule, method, method, hparams,
                             cell_key(setting, split, method, hparams, tuning_spec))
                 entry, reused = compute_or_reuse(cell, split, setting, tuning_spec, store)
@@ -218,7 +226,7 @@ def tune(
                 objective(optuna.trial.FixedTrial({}))
                 best = records[0]
             result.trials.extend(records)
-            result.best[rule][method] = dict(best["hparams"]) if best["objective"] > 0 else {}
+            result.best[rule][method] = dict(best["hparams"]) if best["objective"] > 0 else dict(fixed[method])
             result.cost.setdefault(rule, {})[method] = {
                 "wall_time": time.perf_counter() - start, "trials": len(records),
                 "reused": sum(r["reused"] for r in records), "best_objective": best["objective"],

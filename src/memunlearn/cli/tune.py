@@ -41,6 +41,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--forget", action="append", metavar="RULE",
                         help=f"a forget rule (repeatable; default iid:0.1): {FORGET_HELP}")
     parser.add_argument("--methods", help=f"comma-separated methods to tune (default: all but retrain: {METHODS_HELP})")
+    parser.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
+                        help="hold a hyperparameter fixed in every trial (repeatable), e.g. del.strategy=param-grad")
     parser.add_argument("--trials", type=positive_int, help="trials per method and forget rule (default 12)")
     parser.add_argument("--cost-cap", type=positive_float,
                         help="largest cost, as a fraction of the oracle's retrain (examples processed; default 0.2)")

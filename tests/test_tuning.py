@@ -39,6 +39,15 @@ def test_search_space_overrides_and_errors():
         search_space("nope")
 
 
+def test_the_epochs_range_shrinks_to_what_the_cost_cap_affords():
+    from memunlearn.tuning import _within_cost_cap
+
+    space = search_space("finetune")
+    assert _within_cost_cap(space, oracle_epochs=20, cost_cap=0.2)["epochs"].search == (1, 4)
+    assert _within_cost_cap(space, oracle_epochs=100, cost_cap=0.2)["epochs"].search == (1, 10)
+    assert _within_cost_cap(space, oracle_epochs=3, cost_cap=0.1)["epochs"].search == (1, 1)
+
+
 def test_grid_values():
     assert grid_values(Float(search=(0.001, 0.1), log=True)) == [0.001, 0.01, 0.1]
     assert grid_values(Int(search=(1, 3))) == [1, 2, 3]
@@ -53,7 +62,7 @@ def tiny(cache, **extra):
 
 def test_tune_records_every_trial_scores_on_validation_and_respects_the_cap(tmp_path):
     spec = tiny(tmp_path / "cache", methods={"run": ["finetune"]},
-                tuning={"trials": 10, "sampler": "grid", "validation": 100, "cost_cap": 0.5,
+                tuning={"trials": 10, "sampler": "grid", "validation": 100, "cost_cap": 0.7,
                         "space": {"finetune": {"epochs": [1, 2], "lr": [0.01, 0.1]}}})
     result = tune(spec, tmp_path / "hp.toml")
     trials = [t for t in result.trials if t["method"] == "finetune"]
@@ -66,7 +75,7 @@ def test_tune_records_every_trial_scores_on_validation_and_respects_the_cap(tmp_
     for t in trials:  # over the cap scores 0, within it ToW × ToW-MIA
         expected = t["tow"] * t["tow_mia"] if t["within_cost_cap"] else 0.0
         assert t["objective"] == pytest.approx(expected)
-        assert t["within_cost_cap"] == (t["examples_fraction"] <= 0.5)
+        assert t["within_cost_cap"] == (t["examples_fraction"] <= 0.7)
     assert result.setting["validation"] == 100 and result.setting["tuning_seed"] == 1000
     recorded = json.loads((tmp_path / "hp.toml.trials.json").read_text())
     assert len(recorded["trials"]) == 6
@@ -83,13 +92,13 @@ def test_tuning_never_scores_on_the_test_set(tmp_path, monkeypatch):
     import memunlearn.experiment.cells as cells
 
     seen_sizes = []
-    real = cells.evaluate
+    real = cells.evaluate_split
 
-    def spy(model, forget, retain, test, *args, **kwargs):
+    def spy(model, forget_set, forget, retain, test, *args, **kwargs):
         seen_sizes.append(len(test))
-        return real(model, forget, retain, test, *args, **kwargs)
+        return real(model, forget_set, forget, retain, test, *args, **kwargs)
 
-    monkeypatch.setattr(cells, "evaluate", spy)
+    monkeypatch.setattr(cells, "evaluate_split", spy)
     spec = tiny(tmp_path / "cache", methods={"run": ["ssd"]}, tuning={"trials": 1, "validation": 77})
     tune(spec)
     assert seen_sizes == [77]
@@ -144,5 +153,9 @@ def test_hyperparameters_the_spec_sets_are_held_fixed_in_every_trial(tmp_path):
     assert len(result.trials) == 3  # only lr is searched: its 3-point grid
     assert all(t["hparams"]["epochs"] == 1 for t in result.trials)
     assert result.best["iid:0.1"]["finetune"]["epochs"] == 1
-    with pytest.raises(ConfigError, match="finetune.lr is a list"):
-        tune(tiny(tmp_path / "cache", methods={"run": ["finetune"], "finetune": {"lr": [0.01, 0.1]}}))
+    swept = tune(tiny(tmp_path / "cache", methods={"run": ["finetune"], "finetune": {"lr": [0.01, 0.1]}},
+                      tuning={"trials": 2, "sampler": "grid", "validation": 100}), tmp_path / "swept.toml")
+    assert set(swept.best["iid:0.1"]) == {"finetune[lr=0.01]", "finetune[lr=0.1]"}  # each value tuned on its own
+    assert {swept.best["iid:0.1"][k]["lr"] for k in swept.best["iid:0.1"]} == {0.01, 0.1}
+    table = load_hparams(tmp_path / "swept.toml")
+    assert set(table.lookup("digits", "cnn", 16, "iid:0.1")) == {"finetune[lr=0.01]", "finetune[lr=0.1]"}

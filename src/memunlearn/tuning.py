@@ -161,14 +161,11 @@ def tune(
     pipelines = [m for m in spec.methods if parse_entry(m) is not None]
     if pipelines:
         raise ConfigError(f"tune searches plain methods; {pipelines[0]!r} is a RUM pipeline: tune its methods instead")
-    fixed = {m: dict(spec.hparams.get(m, {})) for m in spec.methods}
-    swept = [f"{m}.{k}" for m, values in fixed.items() for k, v in values.items() if isinstance(v, list)]
-    if swept:
-        raise ConfigError(f"tune takes one value per fixed hyperparameter; {swept[0]} is a list (tune each value "
-                          "separately, or search it with [tuning.space])")
-    # hyperparameters the spec sets are held fixed: every trial uses them and they are not searched
-    spaces = {m: {k: p for k, p in search_space(m, spec.tuning.space.get(m)).items() if k not in fixed[m]}
-              for m in spec.methods}
+    # Hyperparameters the spec sets are held fixed in every trial and not searched; a list (a sweep)
+    # is tuned once per value, each under its own label (e.g. del[strategy=param-grad]).
+    targets = spec.method_cells()
+    spaces = {c.label: {k: p for k, p in search_space(c.entry, spec.tuning.space.get(c.entry)).items()
+                        if k not in c.hparams} for c in targets}
     stray = sorted(set(spec.tuning.space) - set(spec.methods))
     if stray:
         raise ConfigError(f"[tuning.space] names {stray[0]!r}, which is not among the methods tuned")
@@ -176,8 +173,8 @@ def tune(
     tuning_spec = replace(spec, data=replace(spec.data, validation=validation), seeds=(spec.tuning.seed,),
                           evaluation=replace(spec.evaluation, noise_floor=False))
     setting = resolve_setting(tuning_spec)
-    spaces = {m: _within_cost_cap(space, setting.train_config.epochs, spec.tuning.cost_cap)
-              for m, space in spaces.items()}
+    spaces = {label: _within_cost_cap(space, setting.train_config.epochs, spec.tuning.cost_cap)
+              for label, space in spaces.items()}
     store = CellStore(cache_root(spec.cache_dir) / "cells")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     result = TuningResult(setting={
@@ -190,18 +187,18 @@ def tune(
     for rule in spec.forget:
         split = prepare_split(tuning_spec, setting, spec.tuning.seed, rule, log)
         result.best[rule] = {}
-        for method in spec.methods:
+        for target in targets:
+            method, label, fixed = target.entry, target.label, dict(target.hparams)
             start = time.perf_counter()
-            space = spaces[method]
+            space = spaces[label]
             records: list[dict[str, Any]] = []
 
             def objective(trial) -> float:
-                hparams = {**fixed[method],
-                           **{name: _suggest(trial, method, name, param) for name, param in space.items()}}
+                hparams = {**fixed, **{name: _suggest(trial, method, name, param) for name, param in space.items()}}
                 cell = Cell(spec.tuning.seed, rule, method, method, hparams,
                             cell_key(setting, split, method, hparams, tuning_spec))
                 entry, reused = compute_or_reuse(cell, split, setting, tuning_spec, store)
-                record = {"forget": rule, "method": method, "trial": trial.number, "hparams": hparams,
+                record = {"forget": rule, "method": label, "trial": trial.number, "hparams": hparams,
                           "status": entry["status"], "reused": reused}
                 score = 0.0
                 if entry["status"] == "ok":
@@ -212,7 +209,7 @@ def tune(
                                   time_fraction=entry["time_fraction"], within_cost_cap=within)
                 record["objective"] = score
                 records.append(record)
-                log(f"tune {rule} {method} trial {trial.number + 1}/{spec.tuning.trials}: "
+                log(f"tune {rule} {label} trial {trial.number + 1}/{spec.tuning.trials}: "
                     f"{_show(hparams)} → {score:.4f}{'' if record.get('within_cost_cap', True) else ' (over the cost cap)'}"
                     f"{' (reused)' if reused else ''}")
                 return score
@@ -226,12 +223,12 @@ def tune(
                 objective(optuna.trial.FixedTrial({}))
                 best = records[0]
             result.trials.extend(records)
-            result.best[rule][method] = dict(best["hparams"]) if best["objective"] > 0 else dict(fixed[method])
-            result.cost.setdefault(rule, {})[method] = {
+            result.best[rule][label] = dict(best["hparams"]) if best["objective"] > 0 else fixed
+            result.cost.setdefault(rule, {})[label] = {
                 "wall_time": time.perf_counter() - start, "trials": len(records),
                 "reused": sum(r["reused"] for r in records), "best_objective": best["objective"],
             }
-            log(f"tune {rule} {method}: best {_show(result.best[rule][method]) or 'the defaults'} "
+            log(f"tune {rule} {label}: best {_show(result.best[rule][label]) or 'the defaults'} "
                 f"(ToW×ToW-MIA {best['objective']:.4f})")
     if out is not None:
         write_hparams(result, out, command)
@@ -350,9 +347,9 @@ def load_hparams(path: str | Path) -> HparamsTable:
         if missing:
             raise ConfigError(f"{where}: missing {', '.join(missing)}")
         methods = {}
-        for method, values in entry["methods"].items():
-            try:
-                methods[method] = check_hparams(method, dict(values))
+        for label, values in entry["methods"].items():
+            try:  # a label such as del[strategy=param-grad] holds the values tuned for that sweep value
+                methods[label] = check_hparams(label.split("[", 1)[0], dict(values))
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
         entries.append({**entry, "methods": methods})
@@ -389,7 +386,126 @@ def apply_tuned(spec, setting, log: Callable[[str], None] = lambda line: None) -
     return merged
 
 
+# ------------------------------------------------------------------------------------------------
+# One method on the user's own model and data
+
+
+@dataclass
+class MethodTuning:
+    """What :func:`tune_method` found: the best hyperparameters ({} = the defaults) and every trial."""
+
+    method: str
+    best: dict[str, Any]
+    best_objective: float
+    trials: list[dict[str, Any]]
+    oracle_metrics: dict[str, float]
+
+
+def tune_method(
+    method: str,
+    original,
+    forget,
+    retain,
+    validation,
+    oracle,
+    *,
+    oracle_examples: int,
+    cost_cap: float = 0.2,
+    trials: int = 12,
+    sampler: str = "tpe",
+    space: Mapping[str, Any] | None = None,
+    fixed: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    log: Callable[[str], None] = lambda line: None,
+) -> MethodTuning:
+    """Search one method's declared space on your own model and splits, with :func:`tune`'s objective.
+
+    Each trial runs ``unlearn(method, original, forget, retain, **hparams)`` and scores
+    ToW × ToW-MIA of the result against ``oracle`` on (forget, retain, validation); a trial that
+    diverges, or processes more than ``cost_cap · oracle_examples`` examples, scores 0.
+
+    Args:
+        method: a registered method (not a RUM pipeline).
+        original: the trained model to unlearn from.
+        forget, retain: the split (Examples, or torch Datasets/DataLoaders: materialised once for
+            all trials by :func:`~memunlearn.data.as_examples`, or streamed when large).
+        validation: held-out examples the models never trained on, in the test set's role; not
+            your test set, or the tuned values are fitted to it.
+        oracle: the model retrained without the forget set (on ``retain``).
+        oracle_examples: examples the oracle's training processed (epochs × len(retain) for plain
+            training): the cost unit, independent of machine load.
+        cost_cap: the largest cost a trial may have, as a fraction of ``oracle_examples``.
+        trials: how many trials Optuna runs (``grid`` stops early when its grid is done).
+        sampler: ``tpe``, ``random`` or ``grid``.
+        space: overrides of the declared search ranges, as in a spec's ``[tuning.space.METHOD]``.
+        fixed: hyperparameters held fixed in every trial and not searched (e.g. ``classifier_layer``).
+        seed: the sampler's seed and the methods' and attacks' seed.
+        device: where to compute.
+        log: called with one line per trial.
+
+    Returns:
+        :class:`MethodTuning`.
+
+    Raises:
+        ConfigError: an unknown method or hyperparameter, a bad range, a non-positive
+            ``oracle_examples`` or ``cost_cap``, an unknown sampler, or data that is not
+            (input, label) pairs.
+
+    Example:
+        >>> found = tune_method("finetune", model, forget, retain, validation, oracle,
+        ...                     oracle_examples=20 * len(retain))  # doctest: +SKIP
+        >>> unlearn("finetune", model, forget, retain, **found.best)  # doctest: +SKIP
+    """
+    import optuna
+
+    from .data.core import as_examples
+    from .errors import DivergedError
+    from .evaluation import compare_to_oracle, evaluate
+    from .methods import check_hparams, unlearn
+
+    if oracle_examples <= 0 or cost_cap <= 0:
+        raise ConfigError(f"oracle_examples and cost_cap must be > 0, got {oracle_examples} and {cost_cap}")
+    if sampler not in ("tpe", "random", "grid"):
+        raise ConfigError(f"sampler must be tpe, random or grid, got {sampler!r}")
+    fixed = check_hparams(method, dict(fixed or {}))
+    forget, retain, validation = (as_examples(d, name=n) for d, n in
+                                  ((forget, "forget"), (retain, "retain"), (validation, "validation")))
+    searched = {k: p for k, p in search_space(method, space).items() if k not in fixed}
+    searched = _within_cost_cap(searched, oracle_examples / len(retain), cost_cap)
+    oracle_metrics = evaluate(oracle, forget, retain, validation, device, seed)
+    records: list[dict[str, Any]] = []
+
+    def objective(trial) -> float:
+        hparams = {**fixed, **{k: _suggest(trial, method, k, p) for k, p in searched.items()}}
+        record: dict[str, Any] = {"trial": len(records), "hparams": hparams, "status": "ok"}
+        try:
+            result = unlearn(method, original, forget, retain, seed=seed, device=device, **hparams)
+            vs = compare_to_oracle(evaluate(result.model, forget, retain, validation, device, seed), oracle_metrics)
+        except DivergedError as exc:
+            record.update(status="diverged", error=str(exc), objective=0.0)
+        else:
+            fraction = result.cost.examples / oracle_examples
+            within = fraction <= cost_cap
+            record.update(tow=vs["tow"], tow_mia=vs["tow_mia"], examples_fraction=fraction, within_cost_cap=within,
+                          objective=vs["tow"] * vs["tow_mia"] if within else 0.0)
+        records.append(record)
+        log(f"tune {method} trial {len(records)}: {_show(hparams)} → {record['objective']:.4f}"
+            f"{'' if record.get('within_cost_cap', True) else ' (over the cost cap)'}")
+        return record["objective"]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    chosen, n_trials = _sampler(sampler, searched, method, seed, trials)
+    if searched:
+        optuna.create_study(direction="maximize", sampler=chosen).optimize(objective, n_trials=n_trials)
+    else:
+        objective(optuna.trial.FixedTrial({}))
+    best = max(records, key=lambda r: r["objective"])
+    return MethodTuning(method, dict(best["hparams"]) if best["objective"] > 0 else dict(fixed),
+                        best["objective"], records, oracle_metrics)
+
+
 __all__ = [
-    "HparamsTable", "TuningResult", "apply_tuned", "grid_values", "load_hparams", "search_space",
-    "shipped_hparams", "tune", "write_hparams",
+    "HparamsTable", "MethodTuning", "TuningResult", "apply_tuned", "grid_values", "load_hparams", "search_space",
+    "shipped_hparams", "tune", "tune_method", "write_hparams",
 ]

@@ -131,8 +131,8 @@ def with_tuned(cell: MethodCell, tuned: dict[str, dict[str, Any]]) -> MethodCell
 
     if not tuned:
         return cell
-    if parse_entry(cell.entry) is None:
-        return replace(cell, hparams={**tuned.get(cell.entry, {}), **cell.hparams})
+    if parse_entry(cell.entry) is None:  # values tuned for this very sweep value first, else for the method
+        return replace(cell, hparams={**tuned.get(cell.label, tuned.get(cell.entry, {})), **cell.hparams})
     return replace(cell, hparams={m: {**tuned.get(m, {}), **values} for m, values in cell.hparams.items()})
 
 

@@ -94,3 +94,17 @@ def test_mask_is_a_hard_constraint(split, method):
         moved += int((param[mask[name]] != original[name][mask[name]]).sum())
     assert moved > 0
     assert set(["finetune", "neggrad+", "random-label"]) <= set(available_methods())
+
+
+def test_long_methods_print_a_heartbeat(digits, monkeypatch, capsys):
+    """Unlearning shows progress in logs: a line every HEARTBEAT_SECONDS (here: every step)."""
+    import memunlearn.methods.base as base
+    from memunlearn import build_model
+    from memunlearn.methods import unlearn
+
+    monkeypatch.setattr(base, "HEARTBEAT_SECONDS", 0.0)
+    model = build_model("cnn", 1, 10, width=4, image_size=8, seed=0)
+    unlearn("finetune", model, digits.train.subset(range(20)), digits.train.subset(range(20, 84)), epochs=1,
+            batch_size=32, device="cpu")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("finetune: 2 steps, 64 examples")

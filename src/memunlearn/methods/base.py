@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Mapping
@@ -22,6 +23,9 @@ from ..data.core import Examples
 from ..errors import CheckpointError
 from ..models import classifier_parameter_names
 from ..training import check_finite, cosine_lr, get_device
+
+
+HEARTBEAT_SECONDS = 15.0
 
 
 @dataclass
@@ -102,7 +106,7 @@ class UnlearningRun:
         self.original_state = {n: p.detach().clone() for n, p in self.model.named_parameters()}
         self.steps = 0
         self.examples = 0
-        self._start = time.perf_counter()
+        self._start = self._last_heartbeat = time.perf_counter()
         self.allowed: dict[str, Tensor] | None = None
         if mask is not None:
             allowed = validate_mask(mask, self.model)
@@ -135,6 +139,15 @@ class UnlearningRun:
         self.enforce_mask()
         self.steps += 1
         self.examples += batch_examples
+        self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        """A progress line on stderr every HEARTBEAT_SECONDS of a long method (quick ones print nothing)."""
+        now = time.perf_counter()
+        if now - self._last_heartbeat >= HEARTBEAT_SECONDS:
+            self._last_heartbeat = now
+            print(f"{self.name}: {self.steps} steps, {self.examples} examples, {now - self._start:.0f}s",
+                  file=sys.stderr, flush=True)
 
     @torch.no_grad()
     def enforce_mask(self) -> None:

@@ -69,6 +69,22 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(0, text)
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0.
+
+    Example:
+        >>> positive_float("0.2")
+        0.2
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
 def add_data_options(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
     """The data and model options; ``defaults=False`` leaves unset options None (a spec fills them)."""
     group = parser.add_argument_group("data and model")

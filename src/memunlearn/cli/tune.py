@@ -6,24 +6,8 @@ import argparse
 import shlex
 import sys
 
-from .common import (FORGET_HELP, METHODS_HELP, add_data_options, non_negative_int, parse_list, positive_int,
-                     stage_logger)
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0.
-
-    Example:
-        >>> positive_float("0.2")
-        0.2
-    """
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
+from .common import (FORGET_HELP, METHODS_HELP, add_data_options, non_negative_int, parse_list, positive_float,
+                     positive_int, stage_logger)
 
 
 def add_parser(subparsers) -> None:

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.core import Examples
+from .data.core import Examples, StreamedExamples, as_examples
 from .errors import DivergedError
-from .training import check_weights_finite, predict_logits
+from .training import check_weights_finite, get_device, predict_logits
 
 METRICS_FROM_ORACLE = ("gap_forget", "gap_retain", "gap_test", "gap_mia", "tow", "tow_mia")
 
@@ -93,9 +93,9 @@ def loss_mia(forget_loss: np.ndarray, test_loss: np.ndarray, seed: int = 0, fold
 
 def evaluate(
     model: nn.Module,
-    forget: Examples,
-    retain: Examples,
-    test: Examples,
+    forget: Examples | Any,
+    retain: Examples | Any,
+    test: Examples | Any,
     device: str | torch.device | None = "auto",
     seed: int = 0,
 ) -> dict[str, float]:
@@ -103,7 +103,9 @@ def evaluate(
 
     Args:
         model: the model to evaluate (eval mode is used).
-        forget, retain, test: the three example sets of the split.
+        forget, retain, test: the three example sets of the split: :class:`Examples`, or torch
+            ``Dataset``/``DataLoader`` objects of ``(input, label)`` (see
+            :func:`~memunlearn.data.as_examples`; large ones are streamed, in one pass each).
         device: where to run inference.
         seed: seed of the attacks' subsampling.
 
@@ -120,17 +122,35 @@ def evaluate(
     what = f"the evaluated model ({type(model).__name__})"
     check_weights_finite(model, what)
     outputs = {}
-    for name, examples in (("forget", forget), ("retain", retain), ("test", test)):
-        logits = predict_logits(model, examples, device)
+    for name, data in (("forget", forget), ("retain", retain), ("test", test)):
+        logits, labels = _logits_and_labels(model, as_examples(data, name=name), device)
         if not bool(torch.isfinite(logits).all()):
             bad = int((~torch.isfinite(logits)).any(1).sum())
             raise DivergedError(what, reason=f"its outputs are NaN or infinite on {bad} {name} examples")
-        outputs[name] = (logits, examples.y)
+        outputs[name] = (logits, labels)
     metrics = {f"acc_{name}": float((logits.argmax(1) == y).float().mean()) for name, (logits, y) in outputs.items()}
     confidence = {name: true_label_probabilities(*pair) for name, pair in outputs.items()}
     metrics["mia_efficacy"] = mia_efficacy(confidence["retain"], confidence["test"], confidence["forget"], seed)
     metrics.update(loss_mia(per_example_loss(*outputs["forget"]), per_example_loss(*outputs["test"]), seed))
     return metrics
+
+
+@torch.no_grad()
+def _logits_and_labels(
+    model: nn.Module, examples: Examples | StreamedExamples, device: str | torch.device | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode logits and the labels they belong to; a streamed set gives both in one pass."""
+    if isinstance(examples, Examples):
+        return predict_logits(model, examples, device), examples.y
+    device = get_device(device)
+    was_training = model.training
+    model.eval().to(device)
+    logits, labels = [], []
+    for x, y in examples.batches(1024):
+        logits.append(model(x.to(device)).float().cpu())
+        labels.append(y)
+    model.train(was_training)
+    return torch.cat(logits), torch.cat(labels)
 
 
 def compare_to_oracle(metrics: Mapping[str, float], oracle: Mapping[str, float]) -> dict[str, float]:

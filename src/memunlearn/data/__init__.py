@@ -22,13 +22,13 @@ import torch
 from ..errors import ConfigError, DataError
 from ..io import atomic_path, cache_root
 from ..registry import Registry
-from .core import Dataset, Examples, concat
+from .core import DEFAULT_MAX_IN_MEMORY, Dataset, Examples, StreamedExamples, StreamingError, as_examples, concat
 from .imagefolder import IMAGEFOLDER
 from .readers import READERS, RawData, Reader
 
 __all__ = [
-    "Dataset", "Examples", "RawData", "Reader", "available_datasets", "concat", "dataset_options",
-    "load_dataset", "register_dataset", "subsample",
+    "DEFAULT_MAX_IN_MEMORY", "Dataset", "Examples", "RawData", "Reader", "StreamedExamples", "StreamingError",
+    "as_examples", "available_datasets", "concat", "dataset_options", "load_dataset", "register_dataset", "subsample",
 ]
 
 CACHE_FORMAT = 1  # bump when the cached layout changes, so old caches are never misread

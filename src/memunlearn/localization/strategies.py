@@ -22,12 +22,12 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
 
-from ..data.core import Examples
+from ..data.core import Examples, as_examples
 from ..errors import ConfigError, unknown_name
 from ..registry import Registry
 from ..training import get_device
@@ -246,7 +246,7 @@ DEFAULT_BUDGETS: Mapping[str, float] = _DefaultBudgets()
 
 def localize(
     model: nn.Module,
-    forget: Examples,
+    forget: Examples | Any,
     strategy: str = "del",
     budget: float | None = None,
     *,
@@ -256,13 +256,15 @@ def localize(
     topk_rule: str = "out-channels",
     topk_fraction: float = 0.1,
     reference: Mapping[str, Tensor] | None = None,
-    data: Examples | None = None,
+    data: Examples | Any | None = None,
 ) -> Mask:
     """Choose which entries of ``model`` an unlearning method may change.
 
     Args:
         model: the trained model (left untouched).
-        forget: the forget set (the gradient strategies make one forward+backward pass over it).
+        forget: the forget set (the gradient strategies make one forward+backward pass over it):
+            :class:`Examples`, or a torch ``Dataset`` or ``DataLoader`` of ``(input, label)``
+            (see :func:`~memunlearn.data.as_examples`; a large one is streamed).
         strategy: a registered name (see :func:`available_strategies`): ``del``, ``salun``,
             ``magnitude``, ``random-channel``, ``shallowest``, ``deepest``, ``del-agnostic``,
             ``param-grad``, ``param-weighted-grad``, ``channel-grad``, ``channel-weighted-grad``.
@@ -294,6 +296,8 @@ def localize(
     strategy_fn = get_strategy(strategy)
     budget = default_budget(strategy) if budget is None else budget
     check_budget(budget)
+    forget = as_examples(forget, name="forget")
+    data = None if data is None else as_examples(data, name="data")
     options = LocalizeOptions(batch_size, device, seed, topk_rule, topk_fraction, reference, data)
     start = time.perf_counter()
     mask = strategy_fn(model, forget, budget, options)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 from torch import Tensor, nn
 
-from ..data.core import Examples
+from ..data.core import Examples, StreamingError, as_examples
 from ..errors import ConfigError
 from ..params import Bool, Float, Int, Param
 from ..registry import Registry
@@ -121,8 +121,8 @@ def check_hparams(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
 def unlearn(
     name: str,
     model: nn.Module,
-    forget: Examples,
-    retain: Examples,
+    forget: Examples | Any,
+    retain: Examples | Any,
     mask: Mapping[str, Tensor] | None = None,
     **hparams: Any,
 ) -> UnlearnResult:
@@ -131,8 +131,10 @@ def unlearn(
     Args:
         name: a registered method (see :func:`available_methods`).
         model: the original trained model.
-        forget: the examples to forget.
-        retain: the examples to keep.
+        forget: the examples to forget: :class:`Examples`, or a torch ``Dataset`` or ``DataLoader``
+            of ``(input, label)``, materialised once (or streamed when large) by
+            :func:`~memunlearn.data.as_examples`.
+        retain: the examples to keep (the same kinds).
         mask: optional hard constraint: entries where it is False stay bitwise identical.
         **hparams: the method's hyperparameters (see :func:`method_defaults`), plus ``seed`` and ``device``.
 
@@ -140,7 +142,8 @@ def unlearn(
         :class:`UnlearnResult` with the new model and its :class:`Cost`.
 
     Raises:
-        ConfigError: unknown method or hyperparameter.
+        ConfigError: unknown method or hyperparameter; data that is not (input, integer label)
+            pairs; a method that needs every example at once given a streamed set.
         DivergedError: the method's loss became NaN or infinite.
         CheckpointError: a mask that does not fit the model.
 
@@ -148,7 +151,16 @@ def unlearn(
         >>> result = unlearn("finetune", model, forget, retain, epochs=2)  # doctest: +SKIP
     """
     hparams = check_hparams(name, hparams)
-    return get_method(name)(model, forget, retain, mask=mask, **hparams)
+    forget, retain = as_examples(forget, name="forget"), as_examples(retain, name="retain")
+    try:
+        return get_method(name)(model, forget, retain, mask=mask, **hparams)
+    except StreamingError as exc:
+        raise ConfigError(
+            f"method {name!r} needs {exc.what}, which a streamed dataset ({exc.size} examples, "
+            "over max_in_memory) cannot give: materialise it with memunlearn.data.as_examples(data, "
+            "max_in_memory=None) if it fits in memory, or use a method that only iterates batches "
+            "(docs/your-own-data.md lists them)"
+        ) from None
 
 
 # Importing the method modules registers them, in the order `memunlearn run` lists them.

@@ -258,6 +258,7 @@ def number_of_classes(model: nn.Module, examples: Examples) -> int:
     model.eval()
     with torch.no_grad():
         device = next(model.parameters()).device
-        width = int(model(examples.x[:1].to(device)).shape[1])
+        first, _ = next(iter(examples.batches(1)))  # works for in-memory and streamed examples alike
+        width = int(model(first.to(device)).shape[1])
     model.train(was_training)
     return width

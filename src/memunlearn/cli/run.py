@@ -41,6 +41,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=non_negative_int, help="first seed (default 0)")
     parser.add_argument("--seeds", type=positive_int, help="number of seeds, each with its own oracle (default 1)")
     parser.add_argument("--workers", type=positive_int, help="cells run in this many local processes (default 1)")
+    parser.add_argument("--requests", type=positive_int, metavar="K",
+                        help="deletion requests over time: K successive forget sets, each drawn by the forget rule "
+                        "from what is still retained and unlearned from the previous request's model, each scored "
+                        "against an oracle retrained without every request so far")
     parser.add_argument("--out", help="output directory (default runs/<timestamp>)")
     parser.set_defaults(func=run)
 
@@ -82,6 +86,8 @@ def spec_from_options(base, args: argparse.Namespace, forget: tuple[str, ...] | 
             spec = replace(spec, **{key: value})
     if getattr(args, "no_tuned", False):
         spec = replace(spec, use_tuned=False)
+    if getattr(args, "requests", None) is not None:
+        spec = replace(spec, requests=replace(spec.requests, count=args.requests))
     check_spec(spec)
     return spec
 
@@ -116,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
     command = "memunlearn " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("memunlearn") else None
     results = run_experiment(spec, out_dir, log=stage_logger(), command=command)
     print_results(results)
+    if spec.requests.count is not None:
+        from ..experiment.requests import drift_lines
+
+        print("\n".join(["deletion requests (request 1 > 2 > ...):", *drift_lines(results)]))
     report = write_report(results, f"{out_dir}/report.html")
     print(f"results written to {out_dir}/results.json, report to {report}")
     return 0

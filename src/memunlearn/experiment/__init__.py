@@ -17,8 +17,8 @@ from typing import Any
 from .run import run_experiment
 from .setup import Setting, Split, prepare_split, resolve_setting, train_cached
 from .spec import (
-    DataSpec, EvaluationSpec, ExecutorSpec, ExperimentSpec, MethodCell, ModelSpec, TuningSpec, check_spec,
-    load_spec, spec_from_dict, write_spec,
+    DataSpec, EvaluationSpec, ExecutorSpec, ExperimentSpec, MethodCell, ModelSpec, RequestsSpec, TuningSpec,
+    check_spec, load_spec, spec_from_dict, write_spec,
 )
 from .summary import METRIC_NAMES, summarise, versions
 
@@ -91,6 +91,7 @@ class RunConfig:
 
 __all__ = [
     "DataSpec", "EvaluationSpec", "ExecutorSpec", "ExperimentSpec", "METRIC_NAMES", "MethodCell", "ModelSpec",
-    "RunConfig", "Setting", "Split", "TuningSpec", "check_spec", "default_methods", "load_spec", "prepare_split",
-    "resolve_setting", "run_experiment", "spec_from_dict", "summarise", "train_cached", "versions", "write_spec",
+    "RequestsSpec", "RunConfig", "Setting", "Split", "TuningSpec", "check_spec", "default_methods", "load_spec",
+    "prepare_split", "resolve_setting", "run_experiment", "spec_from_dict", "summarise", "train_cached", "versions",
+    "write_spec",
 ]

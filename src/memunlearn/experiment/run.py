@@ -71,11 +71,18 @@ def run_experiment(
     total = len(spec.forget) * len(spec.seeds) * len(method_cells)
     progress = _Progress(total, log)
     tuned = apply_tuned(spec, setting, log)
+    requests = None
+    if spec.requests.count is not None:  # deletion requests over time, beside the experiment's cells
+        from .requests import RequestsRun
+
+        requests = RequestsRun(spec, setting, store, log, lambda rule, seed: _indices_stem(spec, rule, seed))
     for rule in spec.forget:
         rows, forget_sets = [], []
         rule_cells = [with_tuned(m, tuned[rule]) for m in method_cells]
         for seed in spec.seeds:
             split = prepare_split(spec, setting, seed, rule, log)
+            if requests is not None:
+                requests.prepare(split)  # draws every request and its oracle before any unlearning
             cells = [Cell(seed, rule, m.entry, m.label, m.hparams, cell_key(setting, split, m.entry, m.hparams, spec))
                      for m in rule_cells]
             row = {**split.row, "methods": {}}
@@ -88,6 +95,8 @@ def run_experiment(
                 progress.done(cell, result, reused)
             if getattr(split, "_rum_partitions", None) is not None and split._rum_partitions.description:
                 row["rum"] = split._rum_partitions.description
+            if requests is not None:
+                requests.run(split, rule_cells)
             rows.append(row)
             forget_sets.append(split.forget_set)
             all_forget_sets.append((rule, split.forget_set))
@@ -99,6 +108,8 @@ def run_experiment(
             "summary": summarise(rows, [m.label for m in method_cells]),
             "tuned_hparams": tuned[rule],
         })
+        if requests is not None:
+            groups[-1]["requests"] = requests.group(rule, [m.label for m in method_cells])
     results = strict_json({
         "format": 2,
         "memunlearn_version": __version__,
@@ -121,6 +132,8 @@ def run_experiment(
         out_dir = Path(out_dir)
         for rule, forget_set in all_forget_sets:
             forget_set.save(out_dir, stem=_indices_stem(spec, rule, forget_set.seed))
+        if requests is not None:
+            requests.save_indices(out_dir)
         write_json(out_dir / "results.json", results)
     return results
 

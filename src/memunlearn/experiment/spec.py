@@ -34,6 +34,9 @@ Example spec (every key is optional; these are the defaults except where noted):
     name = "local"
     workers = 1
 
+    [requests]                   # deletion requests over time (default: one forget set)
+    count = 5                    # 5 successive forget sets, each unlearned from the previous model
+
 Example:
     >>> spec = spec_from_dict({"methods": {"run": ["finetune"], "finetune": {"lr": [0.01, 0.05]}}})
     >>> [cell.label for cell in spec.method_cells()]
@@ -117,6 +120,15 @@ class TuningSpec:
 
 
 @dataclass(frozen=True)
+class RequestsSpec:
+    """Deletion requests over time (:mod:`memunlearn.experiment.requests`): ``count`` successive
+    forget sets, each drawn by the forget rule from what is still retained and unlearned from the
+    model the previous request produced; ``None`` = the experiment's one forget set only."""
+
+    count: int | None = None
+
+
+@dataclass(frozen=True)
 class MethodCell:
     """One method entry with one combination of hyperparameters (a column of the sweep)."""
 
@@ -138,6 +150,7 @@ class ExperimentSpec:
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
     tuning: TuningSpec = field(default_factory=TuningSpec)
+    requests: RequestsSpec = field(default_factory=RequestsSpec)
     device: str = "auto"
     cache_dir: str | None = None
     rum_score: str = "confidence"
@@ -160,6 +173,8 @@ class ExperimentSpec:
             "run": _drop_none({"device": self.device, "cache_dir": self.cache_dir, "rum_score": self.rum_score,
                                "hparams_file": self.hparams_file, "use_tuned": self.use_tuned}),
         }
+        if self.requests.count is not None:
+            payload["requests"] = {"count": self.requests.count}
         return payload
 
     def method_cells(self) -> list[MethodCell]:
@@ -196,7 +211,7 @@ def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # Parsing: a TOML file or a dictionary → ExperimentSpec, with errors that name the key and line
 
-_SECTIONS = ("data", "model", "forget", "seeds", "methods", "evaluation", "executor", "tuning", "run")
+_SECTIONS = ("data", "model", "forget", "seeds", "methods", "evaluation", "executor", "tuning", "requests", "run")
 
 
 class _Where:
@@ -289,6 +304,7 @@ def spec_from_dict(payload: Mapping[str, Any], source: str | None = None, text: 
     evaluation = section("evaluation", EvaluationSpec)
     executor = section("executor", ExecutorSpec)
     tuning = section("tuning", TuningSpec)
+    requests = section("requests", RequestsSpec)
     forget = _forget_rules(payload.get("forget", {}), where)
     seeds = _seeds(payload.get("seeds", {}), where)
     methods, hparams = _methods(payload.get("methods", {}), where)
@@ -300,7 +316,7 @@ def spec_from_dict(payload: Mapping[str, Any], source: str | None = None, text: 
             raise ConfigError(f"{where('run', key)}: unknown key; known: {', '.join(run_keys)}")
         run[key] = _typed(run[key], run_keys[key], where("run", key))
     spec = ExperimentSpec(data=data, model=model, forget=forget, seeds=seeds, methods=methods, hparams=hparams,
-                          evaluation=evaluation, executor=executor, tuning=tuning, **run)
+                          evaluation=evaluation, executor=executor, tuning=tuning, requests=requests, **run)
     check_spec(spec, where)
     return spec
 
@@ -457,6 +473,12 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
     from ..memorization.executors import check_executor
 
     check_executor(spec.executor.name)
+    if spec.requests.count is not None:
+        if spec.requests.count < 1:
+            raise ConfigError(f"{where('requests', 'count')}: must be at least 1, got {spec.requests.count}")
+        from .requests import check_request_rules
+
+        check_request_rules(spec.forget, spec.requests.count, where("requests", "count"))
     if spec.tuning.cost_cap <= 0:
         raise ConfigError(f"{where('tuning', 'cost_cap')}: must be > 0 (a fraction of the oracle's retrain time), "
                           f"got {spec.tuning.cost_cap}")

@@ -312,25 +312,6 @@ def test_a_request_a_ranked_rule_cannot_draw_is_recorded_and_the_run_goes_on(tmp
     assert [s["request"] for s in requests["oracle"]["summary"]] == [1, 2, 3, 4]
 
 
-@pytest.fixture
-def pipeline_records_as_steps(monkeypatch):
-    """rum.run_pipeline builds PipelineResult(model, name, cost, hparams, records) positionally, so
-    since UnlearnResult gained ``details`` the step records land there and every RUM cell fails
-    (tests/test_rum.py::test_run_with_rum_entries too). Until rum.py passes ``step_records=records``,
-    route the fifth positional argument where it belongs; a no-op once it is fixed."""
-    import memunlearn.rum as rum
-
-    original = rum.PipelineResult
-
-    def built(*args, **kwargs):
-        if len(args) == 5 and isinstance(args[4], list) and not kwargs:
-            args, kwargs = args[:4], {"step_records": args[4]}
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(rum, "PipelineResult", built)
-
-
-@pytest.mark.usefixtures("pipeline_records_as_steps")
 @pytest.mark.parametrize("score, refreshed", [("grad-norm", [False, True, True]), ("confidence", [False] * 3)])
 def test_rum_scores_from_the_model_alone_are_refreshed_per_request(tmp_path, score, refreshed):
     spec = requests_spec(tmp_path / "cache", methods={"run": ["rum-f:finetune"], "finetune": {"epochs": 1}},

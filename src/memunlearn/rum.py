@@ -428,7 +428,7 @@ def run_pipeline(
     if current is model:  # only `none` steps: hand back a copy, never the caller's model itself
         current = copy.deepcopy(model).cpu().eval()
     total.params_changed, total.params_changed_fraction = _changed(model, current)
-    return PipelineResult(current, name, total, {"steps": [s.to_dict() for s in steps]}, records)
+    return PipelineResult(current, name, total, {"steps": [s.to_dict() for s in steps]}, step_records=records)
 
 
 @torch.no_grad()

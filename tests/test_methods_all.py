@@ -17,7 +17,9 @@ from memunlearn.methods.ssd import dampening_factor
 from memunlearn.models import classifier_parameter_names
 from memunlearn.training import TrainConfig, accuracy
 
-ALL_METHODS = ("retrain", "finetune", "neggrad", "neggrad+", "random-label", "l1-sparse", "salun", "scrub", "ssd", "del")
+# The contract tests loop over the registry, so a newly registered method cannot escape them.
+ALL_METHODS = tuple(available_methods())
+PAPERS_METHODS = ("retrain", "finetune", "neggrad", "neggrad+", "random-label", "l1-sparse", "salun", "scrub", "ssd", "del")
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -50,7 +52,7 @@ def hparams_for(method, **wanted):
 
 
 def test_every_method_is_registered():
-    assert set(ALL_METHODS) <= set(available_methods())
+    assert set(PAPERS_METHODS) <= set(ALL_METHODS)
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)

@@ -20,10 +20,34 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError
 from ..io import atomic_path, sha256_of_tensors
-from ..methods.base import validate_mask
 
 METADATA_KEY = "memunlearn_mask"
 CHECKSUM_KEY = "memunlearn_sha256"
+
+
+def validate_mask(mask: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """Check that ``mask`` has a boolean tensor of the right shape for every parameter.
+
+    Raises:
+        CheckpointError: names or shapes that do not fit the model.
+    """
+    params = dict(model.named_parameters())
+    missing = sorted(set(params) - set(mask))
+    unexpected = sorted(set(mask) - set(params))
+    wrong = [n for n in params if n in mask and tuple(mask[n].shape) != tuple(params[n].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"no entry for {missing[:3]}{'...' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(f"unknown parameters {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
+        if wrong:
+            n = wrong[0]
+            parts.append(f"{n} has shape {tuple(mask[n].shape)}, the model's is {tuple(params[n].shape)}")
+        raise CheckpointError(
+            f"the mask does not fit the model: {'; '.join(parts)}; compute it with `memunlearn localize` for this model"
+        )
+    return {n: mask[n].to(torch.bool) for n in params}
 
 
 class Mask(Mapping):

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.core import Examples
-from ..errors import CheckpointError
+from ..localization.mask import validate_mask
 from ..models import classifier_parameter_names
 from ..training import check_finite, cosine_lr, get_device
 
@@ -49,31 +49,6 @@ class UnlearnResult:
     cost: Cost
     hparams: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)  # what else the method reports (e.g. its mask per layer)
-
-
-def validate_mask(mask: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
-    """Check that ``mask`` has a boolean tensor of the right shape for every parameter.
-
-    Raises:
-        CheckpointError: names or shapes that do not fit the model.
-    """
-    params = dict(model.named_parameters())
-    missing = sorted(set(params) - set(mask))
-    unexpected = sorted(set(mask) - set(params))
-    wrong = [n for n in params if n in mask and tuple(mask[n].shape) != tuple(params[n].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"no entry for {missing[:3]}{'...' if len(missing) > 3 else ''}")
-        if unexpected:
-            parts.append(f"unknown parameters {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
-        if wrong:
-            n = wrong[0]
-            parts.append(f"{n} has shape {tuple(mask[n].shape)}, the model's is {tuple(params[n].shape)}")
-        raise CheckpointError(
-            f"the mask does not fit the model: {'; '.join(parts)}; compute it with `memunlearn localize` for this model"
-        )
-    return {n: mask[n].to(torch.bool) for n in params}
 
 
 class UnlearningRun:

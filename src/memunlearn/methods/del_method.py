@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.core import Examples
+from ..localization import localize
 from ..models import classifier_layers
 from ..params import BUDGET, FINAL_LR_FRACTION, SGD_PARAMS, Bool, Choice, Int, Text
 from . import register_method
@@ -71,7 +72,6 @@ def del_unlearn(
     last Linear layer producing the logits is taken, with a warning. The layers used are recorded
     in the result's hparams as ``classifier_layers``.
     """
-    from ..localization import localize  # imported here: localization imports the methods package
 
     start = time.perf_counter()
     mask_examples = 0

@@ -8,6 +8,7 @@ from typing import Mapping
 from torch import Tensor, nn
 
 from ..data.core import Examples
+from ..localization import localize
 from ..params import BUDGET, SGD_PARAMS
 from . import register_method
 from .base import UnlearningRun, UnlearnResult, train_epochs_ce
@@ -38,7 +39,6 @@ def salun(
     the other classes (``once-other``, SPEC §3) or, as SalUn's official code, a new draw over all
     classes every epoch (``every-epoch-all``).
     """
-    from ..localization import localize  # imported here: localization imports the methods package
 
     start = time.perf_counter()
     mask_examples = 0

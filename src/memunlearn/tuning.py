@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import math
 import sys
 import time

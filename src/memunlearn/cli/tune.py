@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from .common import (FORGET_HELP, METHODS_HELP, add_data_options, non_negative_int, parse_list, positive_float,
+from .common import (FORGET_HELP, METHODS_HELP, add_data_options, non_negative_int, positive_float,
                      positive_int, stage_logger)
 
 

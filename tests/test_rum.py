@@ -214,16 +214,16 @@ def test_pipeline_refuses_bad_steps(steps, message):
 
 
 def test_del_step_computes_its_mask_on_its_partition(digits, monkeypatch):
-    import memunlearn.localization as localization
+    import memunlearn.methods.del_method as del_method
 
     seen = []
-    real = localization.localize
+    real = del_method.localize
 
     def recording_localize(model, forget, strategy, budget, **kwargs):
         seen.append((strategy, len(forget)))
         return real(model, forget, strategy, budget, **kwargs)
 
-    monkeypatch.setattr(localization, "localize", recording_localize)
+    monkeypatch.setattr(del_method, "localize", recording_localize)
     parts = refine(np.arange(30), np.arange(len(digits.train), dtype=float))
     model = build_model("cnn", 1, 10, width=4, image_size=8, seed=0)
     steps = [Step("low", "none"), Step("mid", "del", {"epochs": 1}), Step("high", "del", {"epochs": 1})]

@@ -141,7 +141,7 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpe
 
 def _partitions(split: Split, setting: Setting, rum_score: str) -> RunPartitions:
     """RUM's refinement of the split's forget set, shared by every pipeline cell of the split."""
-    cached = getattr(split, "_rum_partitions", None)
+    cached = split.rum_partitions
     if cached is None:
         def scores_for(source: str) -> np.ndarray:
             from ..memorization import memorization_scores
@@ -151,5 +151,5 @@ def _partitions(split: Split, setting: Setting, rum_score: str) -> RunPartitions
                                        seed=split.seed)
 
         cached = RunPartitions(split.forget_set, rum_score, scores_for)
-        object.__setattr__(split, "_rum_partitions", cached)
+        split.rum_partitions = cached
     return cached

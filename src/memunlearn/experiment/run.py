@@ -93,8 +93,8 @@ def run_experiment(
                 counts["cells"] += 1
                 counts["reused" if reused else "computed"] += 1
                 progress.done(cell, result, reused)
-            if getattr(split, "_rum_partitions", None) is not None and split._rum_partitions.description:
-                row["rum"] = split._rum_partitions.description
+            if split.rum_partitions is not None and split.rum_partitions.description:
+                row["rum"] = split.rum_partitions.description
             if requests is not None:
                 requests.run(split, rule_cells)
             rows.append(row)

@@ -136,6 +136,7 @@ class Split:
     oracle_time: float
     oracle_examples: int  # examples the oracle's training processed: the load-independent cost unit
     row: dict[str, Any] = field(default_factory=dict)  # oracle, original and noise-floor entries
+    rum_partitions: Any = None  # RUM's refinement of the forget set, made by the first pipeline cell that needs it
 
     @property
     def forget(self) -> Examples:

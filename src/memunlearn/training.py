@@ -39,6 +39,15 @@ class TrainConfig:
     seed: int = 0
     fast: bool = False
 
+    def retrain_hparams(self) -> dict:
+        """This recipe as the hyperparameters of the ``retrain`` method (what an oracle trains with).
+
+        Example:
+            >>> TrainConfig(epochs=5).retrain_hparams()["epochs"]
+            5
+        """
+        return {k: getattr(self, k) for k in RECIPE_KEYS}
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -115,8 +115,7 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpe
         else:
             hparams = {**cell.hparams}
             if cell.entry == "retrain":  # retrain = the oracle's recipe unless set
-                for key in ("epochs", "lr", "batch_size", "momentum", "weight_decay", "final_lr_fraction"):
-                    hparams.setdefault(key, getattr(setting.train_config, key))
+                hparams = {**setting.train_config.retrain_hparams(), **hparams}
             result = unlearn(cell.entry, split.original, split.forget, split.retain, seed=split.seed, device=device,
                              **hparams)
             hparams = {**method_defaults(cell.entry), **result.hparams}

@@ -74,9 +74,7 @@ def neurips2023_metric(context: MetricContext) -> dict[str, Any]:
     """The NeurIPS-2023 challenge score of the cell's method against retrained models (SPEC §6)."""
     from ..privacy import neurips2023_score
 
-    recipe = context.setting.train_config
-    retrain_hparams = {k: getattr(recipe, k) for k in ("epochs", "lr", "batch_size", "momentum", "weight_decay",
-                                                        "final_lr_fraction")}
+    retrain_hparams = context.setting.train_config.retrain_hparams()
     split = context.split
     method, hparams = context.method, dict(context.hparams)
     if method == "retrain":

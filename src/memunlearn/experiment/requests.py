@@ -467,8 +467,7 @@ def compute_request(plan: RequestPlan, cell: MethodCell, k: int, previous_model:
         else:
             hparams = {**cell.hparams}
             if cell.entry == "retrain":  # retrain = the oracle's recipe unless set
-                for key in ("epochs", "lr", "batch_size", "momentum", "weight_decay", "final_lr_fraction"):
-                    hparams.setdefault(key, getattr(setting.train_config, key))
+                hparams = {**setting.train_config.retrain_hparams(), **hparams}
             result = unlearn(cell.entry, previous_model, forget, retain, seed=seed_k, device=device, **hparams)
             hparams = {**method_defaults(cell.entry), **result.hparams}
         metrics = evaluate_split(result.model, forget_set, forget, retain, split.test, setting.device, split.seed)

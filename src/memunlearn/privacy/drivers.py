@@ -34,7 +34,7 @@ from ..errors import ConfigError, ForgetSetError
 from ..forget import ForgetContext, make_forget_set
 from ..io import atomic_path, cache_root
 from ..methods import check_hparams, unlearn
-from ..training import predict_logits
+from ..training import RECIPE_KEYS, predict_logits
 from .attack import DEFAULT_BOOTSTRAP, DEFAULT_FOLDS, MIN_SAMPLES, ULiRAAttack, ulira_from_statistics
 from .challenge import ChallengeForgetScore, challenge_final_score, challenge_forget_score
 from .confidence import logit_confidence, official_logit_confidence
@@ -42,7 +42,6 @@ from .confidence import logit_confidence, official_logit_confidence
 RESULT_FORMAT = 1
 NO_UNLEARNING = "none"  # the ceiling: the pool members themselves, nothing unlearned
 FORGET_DRAWS = 10
-RECIPE_KEYS = ("epochs", "lr", "batch_size", "momentum", "weight_decay", "final_lr_fraction")
 STATISTICS = {"official": official_logit_confidence, "exact": logit_confidence}
 # A reproduced pool member whose train logits differ from the stored float16 ones by more than
 # this is reported (training on another device or thread count can differ slightly).

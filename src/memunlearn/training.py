@@ -22,6 +22,10 @@ from .data.core import Examples
 from .errors import ConfigError, DivergedError
 
 
+# The recipe's settings that the `retrain` method takes as hyperparameters.
+RECIPE_KEYS = ("epochs", "lr", "batch_size", "momentum", "weight_decay", "final_lr_fraction")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How a model is trained: SGD with momentum and a cosine schedule.

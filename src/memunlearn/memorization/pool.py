@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch import nn
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
@@ -161,16 +162,46 @@ def train_member(task: MemberTask, arrays: dict[str, np.ndarray]) -> dict[str, A
         torch.set_num_threads(threads_before)
 
 
+def member_model(task: MemberTask, train_set: Examples) -> nn.Module:
+    """Train member ``task.index``'s model on its subset of ``train_set`` (standard strides): the one
+    place that says how a member is trained, so :mod:`memunlearn.privacy` can reproduce a member
+    exactly (the pool stores logits, not weights). The caller sets the thread count."""
+    subset = subset_indices(len(train_set), task.subset_fraction, task.pool_seed, task.index)
+    seed = member_seed(task.pool_seed, task.index)
+    model = build_model(task.model, task.in_channels, task.num_classes, width=task.width,
+                        image_size=task.image_size, seed=seed)
+    train(model, train_set.subset(subset), replace(task.train, seed=seed), task.device, record_dynamics=False)
+    return model
+
+
+def reproduce_member(info: dict[str, Any], dataset: Dataset, index: int, device: str = "auto") -> nn.Module:
+    """Member ``index`` of the pool described by ``info`` (``ModelPool.info``), trained again exactly
+    as the pool trained it: same subset, seed, recipe, thread count and data layout.
+
+    Raises:
+        KeyError, TypeError: ``info`` does not describe the pool's model and recipe.
+    """
+    data = info["dataset"]
+    train_config = info["train"] if isinstance(info["train"], TrainConfig) else TrainConfig(**info["train"])
+    task = MemberTask(index, info["key"], info["model"], info["width"], data["in_channels"], data["num_classes"],
+                      data["image_size"], train_config, info["subset_fraction"], info["seed"], device,
+                      info.get("threads", DEFAULT_MEMBER_THREADS))
+    arrays = dataset_arrays(dataset)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(task.threads)
+    try:
+        return member_model(task, Examples(_standard(arrays["x_train"]), _standard(arrays["y_train"]))).eval()
+    finally:
+        torch.set_num_threads(threads_before)
+
+
 def _train_member(task: MemberTask, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     start = time.perf_counter()
     train_set = Examples(_standard(arrays["x_train"]), _standard(arrays["y_train"]))
     test_set = Examples(_standard(arrays["x_test"]), _standard(arrays["y_test"]))
     n = len(train_set)
     subset = subset_indices(n, task.subset_fraction, task.pool_seed, task.index)
-    seed = member_seed(task.pool_seed, task.index)
-    model = build_model(task.model, task.in_channels, task.num_classes, width=task.width,
-                        image_size=task.image_size, seed=seed)
-    train(model, train_set.subset(subset), replace(task.train, seed=seed), task.device, record_dynamics=False)
+    model = member_model(task, train_set)
     train_logits = predict_logits(model, train_set, task.device)
     test_logits = predict_logits(model, test_set, task.device)
     mask = np.zeros(n, dtype=bool)

@@ -168,22 +168,13 @@ def reproduce_pool_member(pool: Any, dataset: Dataset, index: int, device: str =
     Raises:
         ConfigError: a pool whose ``info`` does not describe its model and recipe.
     """
-    from ..memorization.pool import member_seed
-    from ..models import build_model
-    from ..training import TrainConfig, train
+    from ..memorization.pool import reproduce_member
 
-    info = pool.info
     try:
-        data = info["dataset"]
-        seed = member_seed(info["seed"], index)
-        model = build_model(info["model"], data["in_channels"], data["num_classes"], width=info["width"],
-                            image_size=data["image_size"], seed=seed)
-        config = TrainConfig(**{**info["train"], "seed": seed})
+        return reproduce_member(pool.info, dataset, index, device)
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"the pool's info does not say how its members were trained ({exc}); "
                           "pass member_model= to ulira()") from None
-    train(model, dataset.train.subset(np.flatnonzero(pool.masks[index])), config, device, record_dynamics=False)
-    return model.eval()
 
 
 def _template_model(pool: Any) -> nn.Module | None:

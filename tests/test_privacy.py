@@ -344,9 +344,12 @@ def test_reproduce_pool_member_matches_the_pool(digits, tmp_path):
     from memunlearn.privacy import reproduce_pool_member
     from memunlearn.training import TrainConfig, predict_logits
 
-    data = Dataset("digits", digits.train.subset(np.arange(200)), digits.test.subset(np.arange(50)), digits.classes)
-    spec = pool_spec_for(data, model="mlp", width=32, train_config=TrainConfig(epochs=3, batch_size=32))
+    data = Dataset("digits", digits.train, digits.test.subset(np.arange(50)), digits.classes)  # digits' own strides
+    # a CNN on digits' channels_last-like strides, reproduced under another thread count: the pool's
+    # own member training (threads, standard strides) must be what the reproduction runs
+    spec = pool_spec_for(data, model="cnn", width=4, train_config=TrainConfig(epochs=15, batch_size=32))
     pool = build_pool(data, spec, pool_size=2, pool_dir=tmp_path / "pool", device="cpu")
+    torch.set_num_threads(2)
     model = reproduce_pool_member(pool, data, 1, device="cpu")
     logits = predict_logits(model, data.train, "cpu").numpy()
     np.testing.assert_allclose(logits, pool.train_logits[1].astype(np.float32), atol=2e-2, rtol=2e-3)

@@ -408,3 +408,23 @@ def test_report_of_a_real_tiny_run_in_a_browser(tmp_path):
     assert "retraining" in found["headline"]
     assert any("ToW" in header for header in found["tables"])
     assert "digits" in found["title"]
+
+
+def test_privacy_section_shows_ulira_with_intervals_and_the_retrain_floor(tmp_path):
+    """The U-LiRA results of a run (benchmarks/results/ulira_digits.json) appear as a table with the
+    same numbers, the retrain floor first."""
+    import json
+
+    from memunlearn.report import write_report
+
+    source = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "ulira_digits.json"
+    raw = json.loads(source.read_text())
+    row = raw["groups"][0]["per_seed"][0]
+    out = write_report(source, tmp_path / "ulira.md", fmt="md")
+    text = out.read_text()
+    assert "### Per-example privacy: U-LiRA and the NeurIPS-2023 score" in text
+    floor = row["reference_metrics"]["retrain"]["ulira"]["metrics"]["auc"]
+    assert f"retrain (floor) · ulira | " in text and f"{floor['value']:.3f} [{floor['low']:.3f}, {floor['high']:.3f}]" in text
+    for label, entry in row["methods"].items():
+        accuracy = entry["ulira"]["metrics"]["accuracy"]
+        assert f"| {label} · ulira | {accuracy['value']:.3f} [{accuracy['low']:.3f}, {accuracy['high']:.3f}]" in text

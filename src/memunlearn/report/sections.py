@@ -558,6 +558,60 @@ def pending_section(key: str, what: str) -> SectionSpec:
     return SectionSpec(key, lambda results: _find_key(results.raw, key), build, absent=what)
 
 
+def _privacy_rows(group: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """(seed, who, metric entry) for every U-LiRA / NeurIPS-2023 result in a results group."""
+    rows = []
+    for row in group.get("per_seed") or []:
+        seed = str(row.get("seed", "?"))
+        for metric in ("ulira", "neurips2023"):
+            floor = ((row.get("reference_metrics") or {}).get("retrain") or {}).get(metric)
+            if isinstance(floor, Mapping):
+                rows.append((seed, f"retrain (floor) · {metric}", floor))
+            for label, entry in (row.get("methods") or {}).items():
+                if isinstance(entry, Mapping) and isinstance(entry.get(metric), Mapping):
+                    rows.append((seed, f"{label} · {metric}", entry[metric]))
+    return rows
+
+
+def _has_privacy(results: Results) -> bool:
+    return any(_privacy_rows(group) for group in results.raw.get("groups") or [])
+
+
+def _interval(stat: Any) -> str:
+    if not isinstance(stat, Mapping) or not is_number(stat.get("value")):
+        return "—"
+    text = f"{stat['value']:.3f}"
+    if is_number(stat.get("low")) and is_number(stat.get("high")):
+        text += f" [{stat['low']:.3f}, {stat['high']:.3f}]"
+    return text
+
+
+def privacy_section(results: Results) -> Section:
+    """U-LiRA (accuracy, AUC, TPR at low FPR, with 95% intervals) and the NeurIPS-2023 score per method,
+    next to ``retrain`` run through the same machinery (the floor)."""
+    blocks: list[Any] = []
+    for group in results.raw.get("groups") or []:
+        rows = _privacy_rows(group)
+        if not rows:
+            continue
+        blocks.append(Heading(f"forget set {group.get('forget', '?')}"))
+        table = Table(["seed", "method · metric", "U-LiRA accuracy", "AUC", "TPR at 1% FPR", "TPR at 0.1% FPR",
+                       "NeurIPS-2023 score"], [],
+                      "Per-example membership attacks on the unlearned models: U-LiRA (shadow models from the pool; "
+                      "95% bootstrap intervals) and the NeurIPS-2023 challenge score; retrain is the measured floor "
+                      "(≈ 0.5 for U-LiRA).")
+        for seed, who, entry in rows:
+            metrics = entry.get("metrics") or {}
+            if "error" in entry:
+                table.rows.append([seed, who, str(entry["error"]), "—", "—", "—", "—"])
+                continue
+            table.rows.append([seed, who, _interval(metrics.get("accuracy")), _interval(metrics.get("auc")),
+                               _interval(metrics.get("tpr_at_fpr_0.01")), _interval(metrics.get("tpr_at_fpr_0.001")),
+                               _num(entry.get("score"), 3)])
+        blocks.append(table)
+    return Section("privacy", "Per-example privacy: U-LiRA and the NeurIPS-2023 score", blocks)
+
+
 def _find_key(value: Any, key: str, depth: int = 5) -> bool:
     if depth < 0:
         return False
@@ -592,7 +646,8 @@ SECTIONS: list[SectionSpec] = [
     pending_section("memorization_histograms", "memorization histograms of the forget set and its partitions"),
     SectionSpec("proxies", lambda r: "proxies" in r.extras, proxies_section),
     pending_section("proxy_scatter", "proxy-vs-exact scatter of per-example scores, with ρ"),
-    pending_section("ulira", "U-LiRA ROC curves and per-example vulnerability"),
+    SectionSpec("privacy", _has_privacy, privacy_section,
+                absent="per-example privacy (U-LiRA, the NeurIPS-2023 score: [evaluation] metrics)"),
     SectionSpec("pool", lambda r: "pool_configs" in r.extras, pool_section),
     SectionSpec("throughput", lambda r: "throughput" in r.extras, throughput_section),
     SectionSpec("tuning", _has("tuning"), tuning_section),

@@ -9,12 +9,13 @@ Example:
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from torch import Tensor, nn
 
 from ..data.core import Examples, StreamingError, as_examples
-from ..errors import ConfigError
+from ..errors import ConfigError, unknown_name
 from ..params import Bool, Float, Int, Param
 from ..registry import Registry
 from .base import Cost, UnlearningRun, UnlearnResult, validate_mask
@@ -23,6 +24,26 @@ MethodFn = Callable[..., UnlearnResult]
 METHODS: Registry[MethodFn] = Registry("method")
 # Every method takes these besides its own hyperparameters; they are not searched.
 RUN_ARGUMENTS = ("seed", "device")
+# The recipe a method runs when none is named: its official code's defaults.
+OFFICIAL = "official"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a method's official recipe comes from: a public repository, a commit, a file and lines.
+
+    Example:
+        >>> str(Source("kairanzhao/RUM", "f593c9d", "unlearn/FT.py", "14-60"))
+        'kairanzhao/RUM@f593c9d:unlearn/FT.py:14-60'
+    """
+
+    repo: str
+    commit: str
+    file: str
+    lines: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.repo}@{self.commit}:{self.file}" + (f":{self.lines}" if self.lines else "")
 
 
 def _signature_defaults(fn: MethodFn) -> dict[str, Any]:
@@ -49,6 +70,10 @@ def register_method(
     params: Mapping[str, Param] | None = None,
     takes_epochs: bool = True,
     makes_own_mask: bool = False,
+    source: Source | None = None,
+    no_public_code: str | None = None,
+    recipes: Mapping[str, Mapping[str, Any]] | None = None,
+    differences: tuple[str, ...] = (),
 ) -> Any:
     """Register ``fn(model, forget, retain, mask=None, *, **hparams) -> UnlearnResult`` as ``name``.
 
@@ -62,9 +87,17 @@ def register_method(
             range); omitted, each is typed from its default and unbounded, and not searched.
         takes_epochs: whether the method trains for a number of epochs (``epochs`` hyperparameter).
         makes_own_mask: whether the method computes its own mask when none is given (del, salun).
+        source: the official code whose recipe the signature's defaults transcribe (the
+            ``official`` recipe).
+        no_public_code: why there is no ``source`` (e.g. the method is this library's own); a
+            registered method needs one or the other.
+        recipes: other named recipes, each the hyperparameters it changes from the official
+            defaults (e.g. ``{"ours": {"schedule": "cosine"}}``); ``recipe=NAME`` selects one.
+        differences: what this library does differently from ``source`` on purpose, one line each.
 
     Raises:
-        ConfigError: ``name`` is already registered, or ``params`` does not match the signature.
+        ConfigError: ``name`` is already registered, ``params`` does not match the signature, or a
+            recipe names a hyperparameter the method does not have or a value out of its range.
     """
     def add(method: MethodFn) -> MethodFn:
         defaults = _signature_defaults(method)
@@ -75,8 +108,15 @@ def register_method(
             )
         for key, param in declared.items():
             param.check(name, key, defaults[key])  # a default outside its own range is a bug
+        named = {OFFICIAL: {}, **{k: dict(v) for k, v in (recipes or {}).items()}}
+        for recipe, values in named.items():
+            for key, value in values.items():
+                if key not in declared:
+                    raise ConfigError(f"method {name!r} recipe {recipe!r} sets {key!r}, which the method does not take")
+                declared[key].check(name, key, value)
         return METHODS.register(name, method, params=declared, defaults=defaults,
-                                takes_epochs=takes_epochs, makes_own_mask=makes_own_mask)
+                                takes_epochs=takes_epochs, makes_own_mask=makes_own_mask, source=source,
+                                no_public_code=no_public_code, recipes=named, differences=tuple(differences))
 
     return add if fn is None else add(fn)
 
@@ -94,6 +134,11 @@ def method_defaults(name: str) -> dict[str, Any]:
     return dict(METHODS.entry(name).metadata["defaults"])
 
 
+def method_recipes(name: str) -> dict[str, dict[str, Any]]:
+    """Each named recipe of a method: the hyperparameters it changes from the official defaults."""
+    return {k: dict(v) for k, v in METHODS.entry(name).metadata["recipes"].items()}
+
+
 def method_params(name: str) -> dict[str, Param]:
     """Each hyperparameter's declaration (type, valid range, search range)."""
     return dict(METHODS.entry(name).metadata["params"])
@@ -102,20 +147,29 @@ def method_params(name: str) -> dict[str, Param]:
 def check_hparams(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
     """Validate ``hparams`` for method ``name`` before any work; return them with their declared types.
 
-    ``seed`` and ``device`` pass through unchecked.
+    ``recipe`` (default ``official``) names one of the method's recipes: its values fill in under
+    the ones given, so explicit values win. ``seed`` and ``device`` pass through unchecked.
 
     Raises:
-        ConfigError: unknown method, unknown hyperparameter, or a value of the wrong type or range.
+        ConfigError: unknown method, unknown recipe, unknown hyperparameter, or a value of the wrong
+            type or range.
 
     Example:
         >>> check_hparams("finetune", {"lr": 0.01, "epochs": 2.0})
         {'lr': 0.01, 'epochs': 2}
     """
     params = method_params(name)
-    unknown = sorted(set(hparams) - set(params) - set(RUN_ARGUMENTS))
+    given = dict(hparams)
+    recipe = given.pop("recipe", OFFICIAL)
+    recipes = method_recipes(name)
+    if recipe not in recipes:
+        raise unknown_name(f"recipe of method {name!r}", str(recipe), recipes)
+    unknown = sorted(set(given) - set(params) - set(RUN_ARGUMENTS))
     if unknown:
-        raise ConfigError(f"method {name!r} has no hyperparameter(s) {unknown}; it takes {sorted(params)}")
-    return {k: (v if k in RUN_ARGUMENTS else params[k].check(name, k, v)) for k, v in hparams.items()}
+        raise ConfigError(f"method {name!r} has no hyperparameter(s) {unknown}; it takes {sorted(params)} "
+                          f"(and recipe: one of {', '.join(recipes)})")
+    given = {**recipes[recipe], **given}
+    return {k: (v if k in RUN_ARGUMENTS else params[k].check(name, k, v)) for k, v in given.items()}
 
 
 def unlearn(
@@ -150,10 +204,13 @@ def unlearn(
     Example:
         >>> result = unlearn("finetune", model, forget, retain, epochs=2)  # doctest: +SKIP
     """
+    recipe = hparams.get("recipe", OFFICIAL)
     hparams = check_hparams(name, hparams)
     forget, retain = as_examples(forget, name="forget"), as_examples(retain, name="retain")
     try:
-        return get_method(name)(model, forget, retain, mask=mask, **hparams)
+        result = get_method(name)(model, forget, retain, mask=mask, **hparams)
+        result.hparams = {"recipe": recipe, **result.hparams}
+        return result
     except StreamingError as exc:
         raise ConfigError(
             f"method {name!r} needs {exc.what}, which a streamed dataset ({exc.size} examples, "
@@ -167,6 +224,6 @@ def unlearn(
 from . import retrain, finetune, neggrad, neggrad_plus, random_label, l1_sparse, salun, scrub, ssd, del_method, uniform_contrastive, small_grad_reinit, conv_transpose, noise_injection, stop_when_done  # noqa: E402,F401,I001
 
 __all__ = [
-    "METHODS", "Cost", "UnlearnResult", "UnlearningRun", "available_methods", "check_hparams", "get_method",
-    "method_defaults", "method_params", "register_method", "unlearn", "validate_mask",
+    "METHODS", "OFFICIAL", "Cost", "Source", "UnlearnResult", "UnlearningRun", "available_methods", "check_hparams",
+    "get_method", "method_defaults", "method_params", "method_recipes", "register_method", "unlearn", "validate_mask",
 ]

@@ -74,6 +74,7 @@ def register_method(
     no_public_code: str | None = None,
     recipes: Mapping[str, Mapping[str, Any]] | None = None,
     differences: tuple[str, ...] = (),
+    equivalence: str | None = None,
 ) -> Any:
     """Register ``fn(model, forget, retain, mask=None, *, **hparams) -> UnlearnResult`` as ``name``.
 
@@ -94,6 +95,8 @@ def register_method(
         recipes: other named recipes, each the hyperparameters it changes from the official
             defaults (e.g. ``{"ours": {"schedule": "cosine"}}``); ``recipe=NAME`` selects one.
         differences: what this library does differently from ``source`` on purpose, one line each.
+        equivalence: the test (``tests/FILE.py::NAME``) that compares the method with a
+            transcription of ``source``'s update loop.
 
     Raises:
         ConfigError: ``name`` is already registered, ``params`` does not match the signature, or a
@@ -116,7 +119,8 @@ def register_method(
                 declared[key].check(name, key, value)
         return METHODS.register(name, method, params=declared, defaults=defaults,
                                 takes_epochs=takes_epochs, makes_own_mask=makes_own_mask, source=source,
-                                no_public_code=no_public_code, recipes=named, differences=tuple(differences))
+                                no_public_code=no_public_code, recipes=named, differences=tuple(differences),
+                                equivalence=equivalence)
 
     return add if fn is None else add(fn)
 

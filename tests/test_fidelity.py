@@ -122,14 +122,21 @@ def test_del_cosine_is_stepped_once_per_epoch_and_stays_above_the_floor(digits, 
     assert min(rates) > 0.001 * 1.5  # the last epoch is well above the floor
 
 
-def test_other_methods_keep_their_per_step_schedule(digits, monkeypatch):
+@pytest.mark.parametrize("method", ["finetune", "neggrad", "neggrad+", "random-label", "l1-sparse", "salun"])
+def test_rum_salun_baselines_run_a_constant_rate_and_keep_the_cosine_as_an_option(digits, monkeypatch, method):
+    """Official RUM/SalUn code: MultiStepLR(milestones 91,136) never reached, so a constant rate
+    (RUM unlearn/impl.py:252-255, SalUn Classification/unlearn/impl.py:94-97); schedule=cosine is our
+    earlier per-batch cosine to 0."""
     from memunlearn import unlearn
 
     model = build_model("cnn", 1, 10, width=4, image_size=8, seed=0)
     forget, retain = digits.train.subset(range(20)), digits.train.subset(range(20, 100))
     rates = recorded_learning_rates(monkeypatch)
-    unlearn("finetune", model, forget, retain, epochs=2, lr=0.1, batch_size=32, device="cpu")
-    assert len(set(rates)) == len(rates) == 6 and rates[-1] == pytest.approx(0.0, abs=1e-12)
+    unlearn(method, model, forget, retain, epochs=2, lr=0.1, batch_size=32, device="cpu")
+    assert len(rates) >= 2 and set(rates) == {0.1}
+    rates.clear()
+    unlearn(method, model, forget, retain, epochs=2, lr=0.1, batch_size=32, schedule="cosine", device="cpu")
+    assert len(set(rates)) == len(rates) >= 2 and rates[0] == 0.1 and rates[-1] < 0.1 / len(rates)
 
 
 class CustomNet(torch.nn.Module):
@@ -259,11 +266,9 @@ def test_holdout_proxy_uses_the_official_defaults(digits, monkeypatch):
 
 @pytest.mark.parametrize("method", ["random-label", "salun"])
 def test_relabel_once_over_other_classes_or_every_epoch_over_all(digits, monkeypatch, method):
-    import importlib
-
+    import memunlearn.methods.random_label as module  # salun trains through random-label's loop
     from memunlearn import unlearn
 
-    module = importlib.import_module("memunlearn.methods." + {"random-label": "random_label"}.get(method, method))
     real_training = module.train_epochs_ce
     forget_labels = []
 
@@ -279,18 +284,48 @@ def test_relabel_once_over_other_classes_or_every_epoch_over_all(digits, monkeyp
     model = build_model("cnn", 1, 10, width=4, image_size=8, seed=0)
     forget, retain = digits.train.subset(range(300)), digits.train.subset(range(300, 400))
 
-    unlearn(method, model, forget, retain, epochs=3, device="cpu")  # default: once, over the other classes
+    # relabel once over the other classes (SPEC's earlier rule, recipe "ours"; order mixed: the set is D_r ∪ D_f')
+    unlearn(method, model, forget, retain, epochs=3, relabel="once-other", order="mixed", device="cpu")
     assert len(forget_labels) == 3
     assert all(torch.equal(labels, forget_labels[0]) for labels in forget_labels)
     assert not (forget_labels[0] == forget.y).any()
     assert len(forget_labels[0].unique()) == 10
 
     forget_labels.clear()
-    result = unlearn(method, model, forget, retain, epochs=3, relabel="every-epoch-all", device="cpu")
+    result = unlearn(method, model, forget, retain, epochs=3, relabel="every-epoch-all", order="mixed", device="cpu")
     assert result.hparams["relabel"] == "every-epoch-all"
     assert len(forget_labels) == 3 and not torch.equal(forget_labels[0], forget_labels[1])
     hits = torch.stack([labels == forget.y for labels in forget_labels]).float().mean()
     assert 0.05 < float(hits) < 0.2  # over ALL classes: about 1/10 draw the true label
+
+
+@pytest.mark.parametrize("method", ["random-label", "salun"])
+def test_official_order_is_forget_batches_with_fresh_labels_then_retain_batches(digits, monkeypatch, method):
+    """SalUn's CIFAR-10 branch (Classification/unlearn/RL.py:123-159): each epoch every forget batch,
+    labels drawn per batch over ALL classes, then every retain batch; the default."""
+    from memunlearn import unlearn
+    from memunlearn.methods.base import UnlearningRun
+
+    seen, original_step = [], UnlearningRun.step
+
+    def step(self, optimizer, loss, batch_examples, *args, **kwargs):
+        seen.append(batch_examples)
+        return original_step(self, optimizer, loss, batch_examples, *args, **kwargs)
+
+    monkeypatch.setattr(UnlearningRun, "step", step)
+    import memunlearn.methods.random_label as random_label
+
+    draws, real_draw = [], random_label.random_any_labels
+    monkeypatch.setattr(random_label, "random_any_labels",
+                        lambda *args: draws.append(real_draw(*args)) or draws[-1])
+    model = build_model("cnn", 1, 10, width=4, image_size=8, seed=0)
+    forget, retain = digits.train.subset(range(300)), digits.train.subset(range(300, 400))
+    result = unlearn(method, model, forget, retain, epochs=2, batch_size=128, device="cpu")
+    assert result.hparams["order"] == "forget-first" and result.hparams["relabel"] == "every-epoch-all"
+    assert seen == [128, 128, 44, 100] * 2  # the forget batches (the last one partial), then the retain batch
+    assert [len(d) for d in draws] == [128, 128, 44] * 2  # one draw per forget batch, every epoch
+    assert not torch.equal(torch.cat(draws[:3]), torch.cat(draws[3:]))
+    assert set(torch.cat(draws).tolist()) == set(range(10))
 
 
 # Proxy quality: raw ρ is the headline; a correction states the reliabilities it used -------------------

@@ -66,7 +66,7 @@ from .spec import ExperimentSpec, MethodCell
 from .summary import summarise_entries
 
 # Bump when what a request computes changes, so old request results are not reused.
-REQUESTS_FORMAT = 1
+REQUESTS_FORMAT = 2  # 2: methods default to their official recipes (issue 18)
 
 # Forget kinds that make one forget set, not a sequence drawn from what is still retained.
 SINGLE_SET_KINDS = {

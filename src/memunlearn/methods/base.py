@@ -20,12 +20,20 @@ import torch
 from torch import Tensor, nn
 
 from ..data.core import Examples
+from ..errors import unknown_name
 from ..localization.mask import validate_mask
 from ..models import classifier_parameter_names
+from ..params import Choice
 from ..training import check_finite, cosine_lr, get_device
 
 
 HEARTBEAT_SECONDS = 15.0
+# The learning-rate schedules of the RUM/SalUn baselines. ``constant`` is their official code's: a
+# MultiStepLR whose milestones (epochs 91 and 136) an unlearning run never reaches; ``cosine`` is
+# this library's earlier per-batch cosine to ``final_lr_fraction``·lr (0 by default).
+SCHEDULES = ("constant", "cosine")
+SCHEDULE = Choice(*SCHEDULES, help="learning-rate schedule: constant (official RUM/SalUn code) or a per-batch "
+                                   "cosine to 0 (this library's earlier default)")
 
 
 @dataclass
@@ -147,6 +155,17 @@ class UnlearningRun:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(base_lr, step, total, final)
 
+    def schedule(self, optimizer: torch.optim.Optimizer, schedule: str, base_lr: float, step: int, total: int,
+                 final: float = 0.0) -> None:
+        """Set the rate of step ``step`` of ``total``: ``constant`` keeps ``base_lr``; ``cosine`` anneals it."""
+        if schedule == "cosine":
+            self.cosine(optimizer, base_lr, step, total, final)
+        elif schedule == "constant":
+            for group in optimizer.param_groups:
+                group["lr"] = base_lr
+        else:
+            raise unknown_name("learning-rate schedule", schedule, SCHEDULES)
+
     def finish(self, hparams: dict[str, Any]) -> UnlearnResult:
         """Measure what changed and package the result (model in eval mode, on the CPU).
 
@@ -180,12 +199,14 @@ def train_epochs_ce(
     final_lr_fraction: float = 0.0,
     extra_loss=None,
     lr_per_epoch: bool = False,
+    schedule: str = "cosine",
 ) -> None:
-    """Cross-entropy training of ``run.model`` on ``examples`` with a cosine schedule.
+    """Cross-entropy training of ``run.model`` on ``examples`` (shuffled batches from ``run.generator``).
 
-    By default the cosine is stepped every batch and reaches ``final_lr_fraction``·lr at the last
-    step. With ``lr_per_epoch`` it is stepped once per epoch (:func:`epoch_cosine_lr`, the official
-    DEL code's schedule), so the last epoch's rate stays above the floor.
+    ``schedule="cosine"`` (this function's default): the cosine is stepped every batch and reaches
+    ``final_lr_fraction``·lr at the last step; with ``lr_per_epoch`` it is stepped once per epoch
+    instead (:func:`epoch_cosine_lr`, the official DEL code's schedule), so the last epoch's rate
+    stays above the floor. ``schedule="constant"``: lr throughout (the RUM/SalUn baselines' code).
     ``extra_loss(step, total_steps)``, if given, is added to each batch's loss (e.g. an L1 term).
     ``examples`` may be a function ``epoch -> Examples`` (each epoch the same size; e.g. forget
     labels redrawn every epoch); it is called once per epoch, in order.
@@ -198,11 +219,11 @@ def train_epochs_ce(
     run.model.train()
     for epoch in range(epochs):
         for x, y in run.batches(first if epoch == 0 else examples_of(epoch), batch_size):
-            if lr_per_epoch:
+            if lr_per_epoch and schedule == "cosine":
                 for group in optimizer.param_groups:
                     group["lr"] = epoch_cosine_lr(lr, epoch, epochs, final_lr_fraction)
             else:
-                run.cosine(optimizer, lr, step, total, final_lr_fraction)
+                run.schedule(optimizer, schedule, lr, step, total, final_lr_fraction)
             loss = nn.functional.cross_entropy(run.model(x), y)
             if extra_loss is not None:
                 loss = loss + extra_loss(step, total)

@@ -127,7 +127,9 @@ def _finetune_with_hook(
     seed, device = values.pop("seed", 0), values.pop("device", "auto")
     lr = values["lr"]
     run = UnlearningRun("finetune", model, mask, device=device, seed=seed)
-    epoch_ce_training(run, retain, values["epochs"], lambda epoch, step, total: cosine_lr(lr, step, total, 0.0),
+    cosine = values.get("schedule") == "cosine"
+    epoch_ce_training(run, retain, values["epochs"],
+                      lambda epoch, step, total: cosine_lr(lr, step, total, 0.0) if cosine else lr,
                       values["batch_size"], values["momentum"], values["weight_decay"], on_epoch_end=on_epoch_end)
     return run.finish(values)
 

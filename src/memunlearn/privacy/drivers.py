@@ -39,7 +39,7 @@ from .attack import DEFAULT_BOOTSTRAP, DEFAULT_FOLDS, MIN_SAMPLES, ULiRAAttack, 
 from .challenge import ChallengeForgetScore, challenge_final_score, challenge_forget_score
 from .confidence import logit_confidence, official_logit_confidence
 
-RESULT_FORMAT = 1
+RESULT_FORMAT = 2  # 2: methods default to their official recipes (issue 18)
 NO_UNLEARNING = "none"  # the ceiling: the pool members themselves, nothing unlearned
 FORGET_DRAWS = 10
 STATISTICS = {"official": official_logit_confidence, "exact": logit_confidence}

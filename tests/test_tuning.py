@@ -80,8 +80,9 @@ def test_tune_records_every_trial_scores_on_validation_and_respects_the_cap(tmp_
     recorded = json.loads((tmp_path / "hp.toml.trials.json").read_text())
     assert len(recorded["trials"]) == 6
     table = load_hparams(tmp_path / "hp.toml")
-    assert table.lookup("digits", "cnn", 16, "iid:0.1") == {"finetune": best["hparams"]}
-    assert table.lookup("digits", "cnn", 16, "iid:0.3") == {"finetune": best["hparams"]}  # same kind
+    # the file records the recipe the values were tuned under (a file without one predates recipes: "ours")
+    assert table.lookup("digits", "cnn", 16, "iid:0.1") == {"finetune": {"recipe": "official", **best["hparams"]}}
+    assert table.lookup("digits", "cnn", 16, "iid:0.3") == {"finetune": {"recipe": "official", **best["hparams"]}}
     assert table.lookup("digits", "cnn", 16, "classes:0,6") == {}  # no class-concentrated entry tuned
     assert table.lookup("digits", "mlp", 16, "iid:0.1") == {}
     again = tune(spec)  # trials are cells: a repeated tuning reuses them all
@@ -113,7 +114,14 @@ def test_run_uses_an_hparams_file_and_explicit_values_win(tmp_path):
     results = run_experiment(spec)
     hparams = results["groups"][0]["per_seed"][0]["methods"]["finetune"]["hparams"]
     assert hparams["epochs"] == 1 and hparams["lr"] == 0.02
-    assert results["groups"][0]["tuned_hparams"] == {"finetune": {"epochs": 1, "lr": 0.03}}
+    # a file without a recipe was tuned under the earlier defaults: its values apply on top of recipe "ours"
+    assert results["groups"][0]["tuned_hparams"] == {"finetune": {"epochs": 1, "lr": 0.03, "recipe": "ours"}}
+    assert hparams["recipe"] == "ours" and hparams["batch_size"] == 64 and hparams["schedule"] == "cosine"
+    # a recipe the user names wins: the tuned values then apply on top of it
+    spec = tiny(tmp_path / "cache", methods={"run": ["finetune"], "finetune": {"lr": 0.02, "recipe": "official"}},
+                run={"device": "cpu", "cache_dir": str(tmp_path / "cache"), "hparams_file": str(path)})
+    hparams = run_experiment(spec)["groups"][0]["per_seed"][0]["methods"]["finetune"]["hparams"]
+    assert hparams["recipe"] == "official" and hparams["epochs"] == 1 and hparams["batch_size"] == 256
 
 
 @pytest.mark.parametrize("text, message", [

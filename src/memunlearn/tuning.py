@@ -34,6 +34,11 @@ from . import __version__
 from .errors import ConfigError
 from .params import Param
 
+# Recipe names (memunlearn.methods.OFFICIAL): a tuned value applies on top of the recipe it was tuned
+# under, and values in a file without a recipe were tuned under the earlier defaults, recipe "ours".
+OFFICIAL = "official"
+EARLIER = "ours"
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -281,9 +286,10 @@ def write_hparams(result: TuningResult, path: str | Path, command: str | None = 
             "validation": setting["validation"], "train_subset": setting["train_subset"] or 0,
             "trials": setting["trials"], "sampler": setting["sampler"],
         },
+        # Each method's recipe is written out: a file without one predates recipes (load_hparams).
         "setting": [
             {"dataset": setting["dataset"], "model": setting["model"], "width": setting["width"], "forget": rule,
-             "methods": {m: dict(v) for m, v in methods.items() if v}}
+             "methods": {m: {"recipe": OFFICIAL, **v} for m, v in methods.items() if v}}
             for rule, methods in result.best.items()
         ],
     }
@@ -327,7 +333,7 @@ def load_hparams(path: str | Path) -> HparamsTable:
         ConfigError: a missing or malformed file, an unknown method or hyperparameter, or a value
             outside its declared range.
     """
-    from .methods import check_hparams
+    from .methods import available_methods, check_hparams, method_recipes
 
     path = Path(path)
     if not path.is_file():
@@ -347,8 +353,13 @@ def load_hparams(path: str | Path) -> HparamsTable:
             raise ConfigError(f"{where}: missing {', '.join(missing)}")
         methods = {}
         for label, values in entry["methods"].items():
-            try:  # a label such as del[strategy=param-grad] holds the values tuned for that sweep value
-                methods[label] = check_hparams(label.split("[", 1)[0], dict(values))
+            method = label.split("[", 1)[0]  # a label such as del[strategy=param-grad]: values for that sweep value
+            values = dict(values)
+            if "recipe" not in values and method in available_methods() and EARLIER in method_recipes(method):
+                values["recipe"] = EARLIER  # tuned before recipes existed, so under the earlier defaults
+            try:  # checked with the recipe's values, but keeping only the file's (the recipe fills in the rest)
+                checked = check_hparams(method, values)
+                methods[label] = {k: checked[k] for k in values}
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
         entries.append({**entry, "methods": methods})
@@ -380,8 +391,9 @@ def apply_tuned(spec, setting, log: Callable[[str], None] = lambda line: None) -
         for method, values in tuned.items():
             merged[rule][method] = dict(values)
         if tuned:
-            log(f"{rule}: tuned hyperparameters for {', '.join(sorted(tuned))} from {table.source} "
-                "(explicit values win; --no-tuned turns this off)")
+            recipes = sorted({values.get("recipe", OFFICIAL) for values in tuned.values()})
+            log(f"{rule}: tuned hyperparameters for {', '.join(sorted(tuned))} from {table.source}, on top of "
+                f"recipe {'/'.join(recipes)} (explicit values, a recipe included, win)")
     return merged
 
 

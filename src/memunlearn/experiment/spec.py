@@ -155,7 +155,9 @@ class ExperimentSpec:
     cache_dir: str | None = None
     rum_score: str = "confidence"
     hparams_file: str | None = None
-    use_tuned: bool = True  # the package's shipped tuned hyperparameters, when the setting matches
+    # the package's shipped tuned hyperparameters, when the setting matches; off by default: they were
+    # tuned under recipe "ours", and a method runs its official recipe unless asked otherwise
+    use_tuned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data, in the same layout as a TOML spec file (round-trips)."""

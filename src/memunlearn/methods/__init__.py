@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 from torch import Tensor, nn
 
 from ..data.core import Examples, StreamingError, as_examples
-from ..errors import ConfigError, unknown_name
+from ..errors import ConfigError
 from ..params import Bool, Float, Int, Param
 from ..registry import Registry
 from .base import Cost, UnlearningRun, UnlearnResult, validate_mask
@@ -115,7 +115,8 @@ def register_method(
         for recipe, values in named.items():
             for key, value in values.items():
                 if key not in declared:
-                    raise ConfigError(f"method {name!r} recipe {recipe!r} sets {key!r}, which the method does not take")
+                    raise ConfigError(f"method {name!r} recipe {recipe!r} sets {key!r}, which the method does not "
+                                      f"take; it takes {', '.join(sorted(declared))}")
                 declared[key].check(name, key, value)
         return METHODS.register(name, method, params=declared, defaults=defaults,
                                 takes_epochs=takes_epochs, makes_own_mask=makes_own_mask, source=source,
@@ -148,11 +149,50 @@ def method_params(name: str) -> dict[str, Param]:
     return dict(METHODS.entry(name).metadata["params"])
 
 
+def describe_method(name: str) -> dict[str, Any]:
+    """What ``memunlearn methods`` lists for one method (plain data, JSON-ready): its source, its
+    recipes, its deliberate differences, the test that checks it, and each hyperparameter's
+    default, valid range and help.
+
+    Raises:
+        ConfigError: unknown method.
+
+    Example:
+        >>> info = describe_method("finetune")
+        >>> info["recipes"]["official"], info["hyperparameters"]["schedule"]["default"]
+        ({}, 'constant')
+    """
+    entry = METHODS.entry(name).metadata
+    defaults, params = entry["defaults"], entry["params"]
+    source = entry.get("source")
+    return {
+        "name": name,
+        "source": None if source is None else {"repo": source.repo, "commit": source.commit, "file": source.file,
+                                               "lines": source.lines, "text": str(source)},
+        "no_public_code": entry.get("no_public_code"),
+        "recipes": {k: dict(v) for k, v in entry["recipes"].items()},
+        "differences": list(entry.get("differences", ())),
+        "equivalence": entry.get("equivalence"),
+        "hyperparameters": {
+            key: {"default": defaults[key], "range": params[key].describe_range(), "help": params[key].help,
+                  "searched": params[key].search is not None}
+            for key in defaults
+        },
+    }
+
+
+def describe_methods(names: list[str] | None = None) -> list[dict[str, Any]]:
+    """:func:`describe_method` for each of ``names`` (default: every registered method, in registry order)."""
+    return [describe_method(n) for n in (available_methods() if names is None else names)]
+
+
 def check_hparams(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
     """Validate ``hparams`` for method ``name`` before any work; return them with their declared types.
 
     ``recipe`` (default ``official``) names one of the method's recipes: its values fill in under
-    the ones given, so explicit values win. ``seed`` and ``device`` pass through unchecked.
+    the ones given, so explicit values win; a named recipe stays in the result (``recipe`` first),
+    so checking the result again changes nothing and :func:`unlearn` records it. ``seed`` and
+    ``device`` pass through unchecked.
 
     Raises:
         ConfigError: unknown method, unknown recipe, unknown hyperparameter, or a value of the wrong
@@ -164,16 +204,18 @@ def check_hparams(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
     """
     params = method_params(name)
     given = dict(hparams)
+    named = "recipe" in given
     recipe = given.pop("recipe", OFFICIAL)
     recipes = method_recipes(name)
     if recipe not in recipes:
-        raise unknown_name(f"recipe of method {name!r}", str(recipe), recipes)
+        raise ConfigError(f"unknown recipe {recipe!r} for method {name!r}; known: {', '.join(recipes)}")
     unknown = sorted(set(given) - set(params) - set(RUN_ARGUMENTS))
     if unknown:
         raise ConfigError(f"method {name!r} has no hyperparameter(s) {unknown}; it takes {sorted(params)} "
                           f"(and recipe: one of {', '.join(recipes)})")
     given = {**recipes[recipe], **given}
-    return {k: (v if k in RUN_ARGUMENTS else params[k].check(name, k, v)) for k, v in given.items()}
+    checked = {k: (v if k in RUN_ARGUMENTS else params[k].check(name, k, v)) for k, v in given.items()}
+    return {"recipe": recipe, **checked} if named else checked
 
 
 def unlearn(
@@ -208,8 +250,8 @@ def unlearn(
     Example:
         >>> result = unlearn("finetune", model, forget, retain, epochs=2)  # doctest: +SKIP
     """
-    recipe = hparams.get("recipe", OFFICIAL)
     hparams = check_hparams(name, hparams)
+    recipe = hparams.pop("recipe", OFFICIAL)
     forget, retain = as_examples(forget, name="forget"), as_examples(retain, name="retain")
     try:
         result = get_method(name)(model, forget, retain, mask=mask, **hparams)
@@ -229,5 +271,6 @@ from . import retrain, finetune, neggrad, neggrad_plus, random_label, l1_sparse,
 
 __all__ = [
     "METHODS", "OFFICIAL", "Cost", "Source", "UnlearnResult", "UnlearningRun", "available_methods", "check_hparams",
+    "describe_method", "describe_methods",
     "get_method", "method_defaults", "method_params", "method_recipes", "register_method", "unlearn", "validate_mask",
 ]

@@ -479,7 +479,9 @@ def tune_method(
         raise ConfigError(f"oracle_examples and cost_cap must be > 0, got {oracle_examples} and {cost_cap}")
     if sampler not in ("tpe", "random", "grid"):
         raise ConfigError(f"sampler must be tpe, random or grid, got {sampler!r}")
-    fixed = check_hparams(method, dict(fixed or {}))
+    given = dict(fixed or {})
+    checked = check_hparams(method, given)  # a named recipe fills in under each trial, it fixes nothing else
+    fixed = {k: checked[k] for k in given}
     forget, retain, validation = (as_examples(d, name=n) for d, n in
                                   ((forget, "forget"), (retain, "retain"), (validation, "validation")))
     searched = {k: p for k, p in search_space(method, space).items() if k not in fixed}

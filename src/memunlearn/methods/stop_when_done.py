@@ -267,6 +267,7 @@ def stop_when_done(
     Choice(*MODES).check(NAME, "mode", mode)
     Choice(*TARGETS).check(NAME, "target", target)
     hparams = check_hparams(method, hparams)
+    hparams.pop("recipe", None)  # its values are filled in; the method functions take no recipe
     kind = target_kind(forget.y, validation.y) if target == "auto" else target
     held_out_estimate(torch.ones(len(validation), dtype=torch.bool), validation.y, forget.y, kind)  # fail before work
     hooked = hooked_method(method)

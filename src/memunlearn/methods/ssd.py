@@ -91,8 +91,8 @@ register_method(
         "selection": Float(low=0, low_open=True, search=(1.0, 100.0), log=True, help="α: select weights with I_f > α·I_D"),
         "batch_size": BATCH_SIZE,
     },
-    source=Source("if-loops/selective-synaptic-dampening", "cdfdc0e", "src/forget_random_strategies.py",
-                  "311-345; src/ssd.py:151-217; src/forget_random_main.py:57,120,133-148"),
+    # ssd_tuning; also src/ssd.py:151-217 (importance, dampening), src/forget_random_main.py:57,120,133-148
+    source=Source("if-loops/selective-synaptic-dampening", "cdfdc0e", "src/forget_random_strategies.py", "311-345"),
     recipes={"ours": {"batch_size": 64}},
     equivalence="tests/test_official_scrub_ssd.py::test_ssd_official_recipe_matches_a_transcription_of_the_official_code",
 )

@@ -26,7 +26,11 @@ from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, _LRScheduler
 
 from memunlearn import Examples, build_model, train, unlearn
-from memunlearn.methods.small_grad_reinit import lowest_gradient_entries, selected_weights, selection_gradients
+from memunlearn.methods.small_grad_reinit import (
+    lowest_gradient_entries,
+    selected_weights,
+    selection_gradients,
+)
 from memunlearn.training import TrainConfig
 
 

@@ -93,8 +93,8 @@ register_method(
     source=Source("xcadet/deepunlearn", "6830ff6", "munl/unlearning/kgltop5.py", "45-116"),
     recipes={"ours": {"lr": 0.02}},
     differences=(
-        "non-square kernels are left as they are (the source swaps them too, turning k×l into l×k; every "
-        "shipped model has square kernels); under a mask only allowed entries are transposed",
+        ("non-square kernels are left as they are (the source swaps them too, turning k×l into l×k; every "
+         "shipped model has square kernels); under a mask only allowed entries are transposed"),
     ),
     equivalence="tests/test_official_challenge_entries.py::test_conv_transpose_matches_the_official_kgltop5",
 )

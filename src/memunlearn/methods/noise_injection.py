@@ -143,9 +143,9 @@ register_method(
     source=Source("xcadet/deepunlearn", "6830ff6", "munl/unlearning/kgltop3.py", "16-140"),
     recipes={"ours": {"lr": 0.02, "class_weighting": "per-example"}},
     differences=(
-        "the noise goes to the first Conv2d or Linear in module order (layers='first'); the source noises "
-        "top-level children whose name contains 'conv' (on ResNet-18 the same stem conv1; on other models "
-        "possibly nothing)",
+        ("the noise goes to the first Conv2d or Linear in module order (layers='first'); the source noises "
+         "top-level children whose name contains 'conv' (on ResNet-18 the same stem conv1; on other models "
+         "possibly nothing)"),
         "the noise is drawn from the run's own seeded CPU generator (the source: torch.normal on the global RNG)",
     ),
     equivalence="tests/test_official_challenge_entries.py::test_noise_injection_matches_the_official_kgltop3",

@@ -156,8 +156,8 @@ register_method(
     source=Source("meghdadk/SCRUB", "98ffb11", "large_scale_unlearning.ipynb", "678-836"),
     recipes={"ours": OURS},
     differences=(
-        "max-step epochs as SCRUB's notebook (epochs from 1, epoch <= msteps: msteps of them), not RUM's "
-        "transcription (unlearn/scrub.py:146, epochs from 0: msteps + 1 of them)",
+        ("max-step epochs as SCRUB's notebook (epochs from 1, epoch <= msteps: msteps of them), not RUM's "
+         "transcription (unlearn/scrub.py:146, epochs from 0: msteps + 1 of them)"),
     ),
     equivalence="tests/test_official_scrub_ssd.py::test_scrub_official_recipe_matches_a_transcription_of_the_official_loop",
 )

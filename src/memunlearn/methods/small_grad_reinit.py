@@ -182,12 +182,12 @@ register_method(
     source=Source("xcadet/deepunlearn", "6830ff6", "munl/unlearning/kgltop2.py", "17-269"),
     recipes={"ours": {"lr": 0.02}},
     differences=(
-        "selection gradient: per-example losses summed (equal example weights, SPEC §2) in eval mode; the "
-        "source sums batch means (a partial last batch weighs as a full one) in train mode (BatchNorm "
-        "statistics move)",
-        "re-initialised values come from a fresh seeded initialisation of the architecture (for ResNet-18 "
-        "kaiming-normal fan_out, as the source draws) rather than the global RNG; ties in |gradient| go "
-        "to the lower index (the source's topk leaves them unspecified)",
+        ("selection gradient: per-example losses summed (equal example weights, SPEC §2) in eval mode; the "
+         "source sums batch means (a partial last batch weighs as a full one) in train mode (BatchNorm "
+         "statistics move)"),
+        ("re-initialised values come from a fresh seeded initialisation of the architecture (for ResNet-18 "
+         "kaiming-normal fan_out, as the source draws) rather than the global RNG; ties in |gradient| go "
+         "to the lower index (the source's topk leaves them unspecified)"),
     ),
     equivalence="tests/test_official_challenge_entries.py::test_small_grad_reinit_matches_the_official_kgltop2",
 )

@@ -121,8 +121,9 @@ def test_cost_records(mislabelled):
     assert finetune.steps == 2 * steps_per_retain_epoch and finetune.examples == 2 * len(retain)
     neggrad = unlearn("neggrad", model, forget, retain, epochs=2, batch_size=batch, device="cpu").cost
     assert neggrad.steps == 2 * math.ceil(len(forget) / batch) and neggrad.examples == 2 * len(forget)
-    scrub = unlearn("scrub", model, forget, retain, epochs=2, msteps=1, batch_size=batch, device="cpu").cost
-    assert scrub.steps == math.ceil(len(forget) / batch) + 2 * steps_per_retain_epoch
+    scrub = unlearn("scrub", model, forget, retain, epochs=2, msteps=1, forget_batch_size=32, retain_batch_size=batch,
+                    device="cpu").cost
+    assert scrub.steps == math.ceil(len(forget) / 32) + 2 * steps_per_retain_epoch
     ssd = unlearn("ssd", model, forget, retain, device="cpu").cost
     assert ssd.steps == 0 and ssd.examples == len(retain) + 2 * len(forget) and ssd.wall_time > 0
     # DEL and SalUn without a mask compute one (a pass over D_f, counted) and change only about its budget.

@@ -80,4 +80,10 @@ def retrain(
                            weight_decay=weight_decay, final_lr_fraction=final_lr_fraction))
 
 
-register_method("retrain", retrain, params={**SGD_PARAMS, "epochs": EPOCHS.with_search(None), "final_lr_fraction": FINAL_LR_FRACTION})
+register_method(
+    "retrain", retrain,
+    params={**SGD_PARAMS, "epochs": EPOCHS.with_search(None), "final_lr_fraction": FINAL_LR_FRACTION},
+    no_public_code="the oracle, not a published method: a fresh initialisation trained on D_r with the dataset's own "
+                   "training recipe (memunlearn run passes the recipe's epochs, lr, batch size, momentum, weight decay "
+                   "and schedule), so it matches the original model's training by construction",
+)

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ..data.core import Examples, concat
 from ..params import BATCH_SIZE, Float
-from . import register_method
+from . import Source, register_method
 from .base import UnlearningRun, UnlearnResult
 
 
@@ -52,7 +52,7 @@ def ssd(
     *,
     dampening: float = 1.0,
     selection: float = 10.0,
-    batch_size: int = 64,
+    batch_size: int = 128,
     seed: int = 0,
     device: str = "auto",
 ) -> UnlearnResult:
@@ -60,6 +60,15 @@ def ssd(
 
     ``dampening`` is the paper's λ (default 1), ``selection`` its α (default 10). With a mask only
     masked entries may be dampened. The cost records 0 steps and the examples of both passes.
+
+    The defaults are the official recipe (if-loops/selective-synaptic-dampening @ cdfdc0e):
+    ``ssd_tuning`` (src/forget_random_strategies.py:311-345) with λ = 1, α = 10
+    (src/forget_random_main.py:147-148), exponent 1 and bound 1 (forget_random_strategies.py:326-331);
+    importance = the mean over batches of the squared gradient of the batch-mean cross-entropy, in
+    eval mode (src/ssd.py:151-180), over D_f and over the full training set D = D_r then D_f
+    (forget_random_main.py:133-136), unshuffled batches of 128 (forget_random_main.py:57, 120);
+    β = min(λ·I_D/I_f, 1) where I_f > α·I_D (src/ssd.py:199-217). The recipe ``ours`` (batches of
+    64) is this library's earlier default.
     """
     run = UnlearningRun("ssd", model, mask, device=device, seed=seed)
     importance_all = squared_gradient_importance(run.model, concat(retain, forget), batch_size, run.device)
@@ -74,8 +83,16 @@ def ssd(
     return run.finish(dict(dampening=dampening, selection=selection, batch_size=batch_size))
 
 
-register_method("ssd", ssd, takes_epochs=False, params={
-    "dampening": Float(low=0, low_open=True, search=(0.1, 10.0), log=True, help="λ: how strongly selected weights are damped"),
-    "selection": Float(low=0, low_open=True, search=(1.0, 100.0), log=True, help="α: select weights with I_f > α·I_D"),
-    "batch_size": BATCH_SIZE,
-})
+register_method(
+    "ssd", ssd, takes_epochs=False,
+    params={
+        "dampening": Float(low=0, low_open=True, search=(0.1, 10.0), log=True,
+                           help="λ: how strongly selected weights are damped"),
+        "selection": Float(low=0, low_open=True, search=(1.0, 100.0), log=True, help="α: select weights with I_f > α·I_D"),
+        "batch_size": BATCH_SIZE,
+    },
+    # ssd_tuning; also src/ssd.py:151-217 (importance, dampening), src/forget_random_main.py:57,120,133-148
+    source=Source("if-loops/selective-synaptic-dampening", "cdfdc0e", "src/forget_random_strategies.py", "311-345"),
+    recipes={"ours": {"batch_size": 64}},
+    equivalence="tests/test_official_scrub_ssd.py::test_ssd_official_recipe_matches_a_transcription_of_the_official_code",
+)

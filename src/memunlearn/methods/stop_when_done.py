@@ -84,6 +84,7 @@ def epoch_ce_training(
     class_weights: Tensor | None = None,
     on_epoch_end: EpochHook | None = None,
     after_epoch: Callable[[int], None] | None = None,
+    loss_of: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> int:
     """Cross-entropy training of ``run.model`` on ``examples`` with a per-epoch hook; returns the
     number of epochs run.
@@ -91,7 +92,8 @@ def epoch_ce_training(
     A copy of :func:`~memunlearn.methods.base.train_epochs_ce`'s loop (same optimizer, batch order
     and step accounting) with a learning-rate function instead of fixed schedules, optional class
     weights, ``on_epoch_end`` (stop early) and ``after_epoch(epoch)`` (a method's own action after
-    an epoch it continues from, e.g. noise before the last epoch). Kept here because base.py is
+    an epoch it continues from, e.g. noise before the last epoch). ``loss_of(logits, labels)``, if
+    given, replaces the (class-weighted) cross-entropy. Kept here because base.py is
     being edited elsewhere; see the module docstring for the base.py change that would replace it.
     """
     optimizer = run.sgd(lr_at(0, 0, 1), momentum, weight_decay)
@@ -103,7 +105,9 @@ def epoch_ce_training(
         for x, y in run.batches(examples, batch_size):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(epoch, step, total)
-            loss = nn.functional.cross_entropy(run.model(x), y, weight=class_weights)
+            logits = run.model(x)
+            loss = (loss_of(logits, y) if loss_of is not None
+                    else nn.functional.cross_entropy(logits, y, weight=class_weights))
             run.step(optimizer, loss, len(y))
             step += 1
         if on_epoch_end is not None and on_epoch_end(epoch + 1, run.model):
@@ -367,4 +371,5 @@ def register_stop_when_done() -> None:
         "check_every": Int(low=1, help="check the criterion after every this many epochs"),
         "mode": Choice(*MODES, help="restart (exact, costs the sum of the runs) or truncate (one run cut short)"),
         "target": Choice(*TARGETS, help="iid: validation accuracy; classes: per-class, weighted by D_f's classes"),
-    })
+    }, no_public_code="this library's own: a stopping rule around another registered method (which keeps its own "
+                      "source and recipe), with no published code to compare with")

@@ -85,7 +85,8 @@ def resolve_setting(spec: ExperimentSpec) -> Setting:
     if spec.data.validation:
         dataset = hold_out_validation(dataset, spec.data.validation)
     recipe = recipe_for(spec.data.dataset)
-    train_config = with_epochs(replace(recipe.train, fast=spec.model.fast), spec.model.epochs)
+    train_config = with_epochs(replace(recipe.train, fast=spec.model.fast, **spec.model.train_overrides()),
+                               spec.model.epochs)
     return Setting(
         dataset, spec.model.name or recipe.model, spec.model.width or recipe.width, train_config,
         cache_root(spec.cache_dir) / "checkpoints", get_device(spec.device),

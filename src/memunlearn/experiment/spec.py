@@ -82,12 +82,23 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which model and recipe; ``None`` = the dataset's recipe."""
+    """Which model and training recipe (the original's, and so the oracle's); ``None`` = the
+    dataset's recipe. ``lr``, ``batch_size``, ``weight_decay`` and ``final_lr_fraction`` (the
+    cosine's floor as a fraction of lr) let a paper spec train as the paper's code does."""
 
     name: str | None = None
     width: int | None = None
     epochs: int | None = None
     fast: bool = False
+    lr: float | None = None
+    batch_size: int | None = None
+    weight_decay: float | None = None
+    final_lr_fraction: float | None = None
+
+    def train_overrides(self) -> dict[str, Any]:
+        """The training-recipe values this spec sets (the rest come from the dataset's recipe)."""
+        return {k: getattr(self, k) for k in ("lr", "batch_size", "weight_decay", "final_lr_fraction")
+                if getattr(self, k) is not None}
 
 
 @dataclass(frozen=True)
@@ -487,9 +498,15 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
     for name, value in (("train_subset", spec.data.train_subset), ("validation", spec.data.validation)):
         if value is not None and value < 1:
             raise ConfigError(f"{where('data', name)}: must be at least 1, got {value}")
-    for name, value in (("width", spec.model.width), ("epochs", spec.model.epochs)):
+    for name, value in (("width", spec.model.width), ("epochs", spec.model.epochs), ("batch_size", spec.model.batch_size)):
         if value is not None and value < 1:
             raise ConfigError(f"{where('model', name)}: must be at least 1, got {value}")
+    if spec.model.lr is not None and spec.model.lr <= 0:
+        raise ConfigError(f"{where('model', 'lr')}: must be > 0, got {spec.model.lr}")
+    if spec.model.weight_decay is not None and spec.model.weight_decay < 0:
+        raise ConfigError(f"{where('model', 'weight_decay')}: must be >= 0, got {spec.model.weight_decay}")
+    if spec.model.final_lr_fraction is not None and not 0 <= spec.model.final_lr_fraction <= 1:
+        raise ConfigError(f"{where('model', 'final_lr_fraction')}: must be in [0, 1], got {spec.model.final_lr_fraction}")
     from .metrics import METRICS
 
     for name in spec.evaluation.metrics:

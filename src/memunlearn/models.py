@@ -224,6 +224,9 @@ class SmallViT(nn.Module):
 
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+# Bumped when a model's initialisation changes, so that cached models trained with the old one are
+# not reused (part of the cache key of originals and oracles). ResNet-18 2: the official stem init.
+INIT_VERSIONS = {"resnet18": 2}
 
 
 def register_model(name: str, factory: Callable[..., nn.Module], default_width: int = 64) -> None:

@@ -306,7 +306,8 @@ TINY = dict(epochs=2, width=4, train_subset=300, device="cpu", hparams={"finetun
 
 
 def test_run_with_rum_entries(tmp_path):
-    config = RunConfig(methods=("finetune", "vanilla:finetune", "rum:none:finetune:finetune", "shuffle:finetune"), **TINY)
+    tiny = {**TINY, "hparams": {**TINY["hparams"], "rum:none:finetune:finetune": {"step3": {"epochs": 2}}}}
+    config = RunConfig(methods=("finetune", "vanilla:finetune", "rum:none:finetune:finetune", "shuffle:finetune"), **tiny)
     results = run_experiment(config, tmp_path / "out")
     row = results["groups"][0]["per_seed"][0]
     # vanilla is the plain method run through the pipeline machinery: identical numbers
@@ -317,6 +318,7 @@ def test_run_with_rum_entries(tmp_path):
     assert [(s["partition"], s["method"], s["retain_size"]) for s in steps] == [
         ("low", "none", 290), ("mid", "finetune", 280), ("high", "finetune", 270)]
     assert steps[1]["hparams"]["epochs"] == 1  # --set finetune.epochs applies to every finetune step
+    assert steps[2]["hparams"]["epochs"] == 2  # ... but a step's own setting wins for that step
     assert row["methods"]["rum:none:finetune:finetune"]["hparams"]["recipe"] == "official"
     shuffle = row["methods"]["shuffle:finetune"]
     assert [s["partition"] for s in shuffle["steps"]] == ["shuffle1", "shuffle2", "shuffle3"]

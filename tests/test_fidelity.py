@@ -110,7 +110,7 @@ def test_del_cosine_is_stepped_once_per_epoch_and_stays_above_the_floor(digits, 
     model = build_model("cnn", 1, 10, width=4, image_size=8, seed=0)
     forget, retain = digits.train.subset(range(20)), digits.train.subset(range(20, 100))  # 80 → 3 batches of 32
     rates = recorded_learning_rates(monkeypatch)
-    unlearn("del", model, forget, retain, epochs=4, lr=0.1, batch_size=32, device="cpu")
+    unlearn("del", model, forget, retain, epochs=4, lr=0.1, batch_size=32, drop_last=False, device="cpu")
     reference_optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(reference_optimizer, T_max=4, eta_min=0.001)
     expected = []

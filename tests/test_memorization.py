@@ -265,13 +265,22 @@ def test_entanglement_forget_kind(flipped_case):
         features = model.eval().features(data.train.x).numpy()
     distance = np.linalg.norm(features - features.mean(0), axis=1)
     assert distance[low.indices].max() <= distance[high.indices].min()
-    with pytest.raises(ConfigError, match="low, mid or high"):
+    with pytest.raises(ConfigError, match="low, mid, high or a group number"):
         make_forget_set("entanglement:mix", data, seed=0, context=context)
+    # The official RUM groups (main_forget.py:224-226): of 10 groups, low = 2, mid = 8, high = 9.
+    assert (low.info["group"], high.info["group"]) == (2, 9)
+    nearest = make_forget_set("entanglement:0:10", data, seed=0, context=context)
+    assert distance[nearest.indices].max() <= distance[low.indices].min()
+    part = make_forget_set("entanglement:high:10:0.05", data, seed=0, context=context)
+    assert len(part) == 10 and set(part.indices) <= set(high.indices)  # the group's 10 nearest the centroid
+    assert distance[part.indices].max() <= distance[np.setdiff1d(high.indices, part.indices)].min()
 
 
 def test_entanglement_groups_by_hand():
     features = np.array([[0.0], [10.0], [1.0], [-0.5], [-10.0], [0.2]])  # centroid 0.1167
-    assert [g.tolist() for g in entanglement_groups(features, 3)] == [[0, 5], [2, 3], [1, 4]]
+    assert [g.tolist() for g in entanglement_groups(features, 3)] == [[5, 0], [3, 2], [1, 4]]  # nearest first
+    # ⌊n/G⌋ per group, the farthest remainder in none (RUM surgical_plugins/cluster.py:186-189)
+    assert [g.tolist() for g in entanglement_groups(np.vstack([features, [[30.0]]]), 3)] == [[2, 5], [0, 3], [1, 4]]
 
 
 # ---------------------------------------------------------------- the pool

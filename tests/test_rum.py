@@ -96,12 +96,80 @@ def test_variants_step_lists():
     rum_f = plan("rum-f", ["neggrad+"], PARTS)
     assert [(s.partition, s.method) for s in rum_f.steps] == [("low", "neggrad+"), ("mid", "neggrad+"), ("high", "neggrad+")]
     rum = plan("rum", ["none", "finetune", "salun"], PARTS, hparams=hp)
+    # the official recipe of this pipeline (RUM main_rum.py:50-51) under the method's own values
     assert [(s.partition, s.method, s.hparams) for s in rum.steps] == [
-        ("low", "none", {}), ("mid", "finetune", {"epochs": 2}), ("high", "salun", {})]
+        ("low", "none", {}), ("mid", "finetune", {"epochs": 2, "lr": 0.1}), ("high", "salun", {"epochs": 5, "lr": 0.1})]
+    ours = plan("rum", ["none", "finetune", "salun"], PARTS, hparams={**hp, "rum:none:finetune:salun": {"recipe": "ours"}})
+    assert [s.hparams for s in ours.steps] == [{}, {"epochs": 2}, {}]
     shuffle = plan("shuffle", ["finetune"], PARTS, seed=3)
     assert [s.partition for s in shuffle.steps] == ["shuffle1", "shuffle2", "shuffle3"]
     assert {s.method for s in shuffle.steps} == {"finetune"}
     assert sorted(np.concatenate(list(shuffle.partitions.values())).tolist()) == [0, 1, 5, 7, 9]
+
+
+def test_official_rum_f_neggrad_plus_recipe_per_step():
+    """RUM main_rum_proxy.py:51-53: NegGrad+ low → mid → high with α .99/.97/.97, epochs 5/5/10,
+    lr .01/.01/.001 (α = the weight of the retain loss, unlearn/neggrad.py:42 = our beta)."""
+    from memunlearn.rum import PIPELINE_RECIPES
+
+    steps = plan("rum-f", ["neggrad+"], PARTS).steps
+    assert [(s.hparams["beta"], s.hparams["epochs"], s.hparams["lr"]) for s in steps] == [
+        (0.99, 5, 0.01), (0.97, 5, 0.01), (0.97, 10, 0.001)]
+    assert str(PIPELINE_RECIPES["rum-f:neggrad+"].source) == "kairanzhao/RUM@f593c9d:main_rum_proxy.py:51-53"
+    # other methods in RUM^F have no official per-step settings: each step runs the method's defaults
+    assert [s.hparams for s in plan("rum-f", ["finetune"], PARTS).steps] == [{}, {}, {}]
+
+
+def test_step_settings_win_over_method_settings_which_win_over_the_recipe():
+    hp = {"neggrad+": {"lr": 0.05}, "rum-f:neggrad+": {"step2": {"lr": 0.2, "epochs": 1}}}
+    steps = plan("rum-f", ["neggrad+"], PARTS, hparams=hp).steps
+    assert [(s.hparams["lr"], s.hparams["epochs"], s.hparams["beta"]) for s in steps] == [
+        (0.05, 5, 0.99), (0.2, 1, 0.97), (0.05, 10, 0.97)]
+    shuffle = plan("shuffle", ["finetune"], PARTS, hparams={"shuffle:finetune": {"step3": {"epochs": 4}}}).steps
+    assert [s.hparams for s in shuffle] == [{}, {}, {"epochs": 4}]
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"step4": {"lr": 0.1}}, "has no step 'step4'; its steps are step1, step2, step3"),
+    ({"low": {"lr": 0.1}}, "has no step 'low'"),
+    ({"step1": {"alpha": 0.9}}, "step1 (neggrad+): method 'neggrad+' has no hyperparameter(s) ['alpha']"),
+    ({"step2": {"lr": -1.0}}, "step2 (neggrad+)"),
+    ({"recipe": "paper"}, "unknown recipe of pipeline 'rum-f:neggrad+' 'paper'; known: official, ours"),
+])
+def test_bad_step_settings_are_refused(table, message):
+    with pytest.raises(ConfigError) as info:
+        plan("rum-f", ["neggrad+"], PARTS, hparams={"rum-f:neggrad+": table})
+    assert message in str(info.value)
+
+
+def test_none_steps_and_vanilla_step_names():
+    with pytest.raises(ConfigError, match="step1 is a none step: it takes no settings"):
+        plan("rum", ["none", "finetune", "salun"], PARTS, hparams={"rum:none:finetune:salun": {"step1": {"lr": 0.1}}})
+    with pytest.raises(ConfigError, match="its steps are step1 "):
+        plan("vanilla", ["finetune"], PARTS, hparams={"vanilla:finetune": {"step2": {"lr": 0.1}}})
+
+
+def test_spec_and_set_write_step_settings(tmp_path):
+    from memunlearn.cli.common import merge_assignments, parse_assignments
+    from memunlearn.experiment import load_spec, spec_from_dict
+
+    path = tmp_path / "spec.toml"
+    path.write_text('[methods]\nrun = ["rum-f:neggrad+"]\n\n[methods."rum-f:neggrad+"]\n'
+                    'step3 = { lr = [0.001, 0.002] }\n\n[methods."rum-f:neggrad+".step1]\nepochs = 2\n')
+    spec = load_spec(path)
+    cells = spec.method_cells()
+    assert [c.label for c in cells] == ["rum-f:neggrad+[step3.lr=0.001]", "rum-f:neggrad+[step3.lr=0.002]"]
+    assert cells[0].hparams == {"neggrad+": {}, "rum-f:neggrad+": {"step3": {"lr": 0.001}, "step1": {"epochs": 2}}}
+    merged = merge_assignments(spec.hparams, parse_assignments(["rum-f:neggrad+.step1.lr=0.3"]))
+    assert merged["rum-f:neggrad+"]["step1"] == {"epochs": 2, "lr": 0.3}
+    path.write_text('[methods]\nrun = ["rum-f:neggrad+"]\n\n[methods."rum-f:neggrad+".step5]\nlr = 0.1\n')
+    with pytest.raises(ConfigError, match=r"spec.toml:4: \[methods.rum-f:neggrad\+\] step5: pipeline 'rum-f:neggrad\+' has no step 'step5'"):
+        load_spec(path)
+    with pytest.raises(ConfigError, match="not among the methods run"):
+        spec_from_dict({"methods": {"run": ["finetune"], "rum-f:neggrad+": {"step1": {"lr": 0.1}}}})
+    # an old spec (per-method tables only) still parses, and its cells carry no pipeline table
+    old = spec_from_dict({"methods": {"run": ["rum:none:finetune:salun"], "finetune": {"epochs": 1}}})
+    assert old.method_cells()[0].hparams == {"finetune": {"epochs": 1}, "salun": {}}
 
 
 def test_shuffle_split_is_seeded_and_covers_the_forget_set():
@@ -238,7 +306,8 @@ TINY = dict(epochs=2, width=4, train_subset=300, device="cpu", hparams={"finetun
 
 
 def test_run_with_rum_entries(tmp_path):
-    config = RunConfig(methods=("finetune", "vanilla:finetune", "rum:none:finetune:finetune", "shuffle:finetune"), **TINY)
+    tiny = {**TINY, "hparams": {**TINY["hparams"], "rum:none:finetune:finetune": {"step3": {"epochs": 2}}}}
+    config = RunConfig(methods=("finetune", "vanilla:finetune", "rum:none:finetune:finetune", "shuffle:finetune"), **tiny)
     results = run_experiment(config, tmp_path / "out")
     row = results["groups"][0]["per_seed"][0]
     # vanilla is the plain method run through the pipeline machinery: identical numbers
@@ -249,6 +318,8 @@ def test_run_with_rum_entries(tmp_path):
     assert [(s["partition"], s["method"], s["retain_size"]) for s in steps] == [
         ("low", "none", 290), ("mid", "finetune", 280), ("high", "finetune", 270)]
     assert steps[1]["hparams"]["epochs"] == 1  # --set finetune.epochs applies to every finetune step
+    assert steps[2]["hparams"]["epochs"] == 2  # ... but a step's own setting wins for that step
+    assert row["methods"]["rum:none:finetune:finetune"]["hparams"]["recipe"] == "official"
     shuffle = row["methods"]["shuffle:finetune"]
     assert [s["partition"] for s in shuffle["steps"]] == ["shuffle1", "shuffle2", "shuffle3"]
     assert "rum:none:finetune:finetune" in results["groups"][0]["summary"]["methods"]
@@ -277,6 +348,12 @@ def test_rum_cli_end_to_end(tmp_path, capsys):
     (["rum", "--pipeline", "finetune", "--variant", "sideways"], "unknown RUM variant 'sideways'"),
     (["rum", "--pipeline", "none,finetune,salun", "--score", "vibes"], "unknown memorization score source 'vibes'"),
     (["run", "--methods", "finetune,rum-f:finetune:salun"], "takes exactly one method"),
+    (["run", "--methods", "rum-f:neggrad+", "--set", "rum-f:neggrad+.step4.lr=0.1"],
+     "pipeline 'rum-f:neggrad+' has no step 'step4'; its steps are step1, step2, step3"),
+    (["run", "--methods", "rum-f:neggrad+", "--set", "rum-f:neggrad+.step2.alpha=0.9"],
+     "step2 (neggrad+): method 'neggrad+' has no hyperparameter(s) ['alpha']"),
+    (["rum", "--pipeline", "none,finetune,salun", "--set", "rum:none:finetune:salun.step1.epochs=2"],
+     "step1 is a none step"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, message):
     out = tmp_path / "never"

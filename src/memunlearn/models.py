@@ -62,12 +62,23 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """CIFAR-style ResNet-18: 3×3 stride-1 stem, no max-pool; ``width=64`` is the papers' model.
 
-    Initialised as torchvision's ResNet, which the DEL and RUM code inherit: convolutions
-    kaiming-normal (fan_out, ReLU), BatchNorm γ = 1 and β = 0, the Linear classifier PyTorch's default.
+    Initialised as the official DEL code's model (reihaneh-torkzadehmahani/DEL-Unlearning@b1f732c,
+    unlearning_models.py:100-106): torchvision's ResNet-18 init (convolutions kaiming-normal
+    (fan_out, ReLU), BatchNorm γ = 1 and β = 0, the Linear classifier PyTorch's default), except
+    the 3×3 stem convolution ``conv1``: the official code swaps torchvision's 7×7 stem for a new
+    ``nn.Conv2d`` AFTER torchvision's init, so the stem has PyTorch's default Conv2d init
+    (kaiming-uniform, a = √5), in the original, the oracle and DEL's reset alike. The stem's
+    BatchNorm ``bn1`` is torchvision's (γ = 1, β = 0). ``stem_init="kaiming-normal"`` gives the
+    stem the same init as the other convolutions (this library's earlier behaviour).
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 64):
+    STEM_INITS = ("official", "kaiming-normal")
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 64, stem_init: str = "official"):
         super().__init__()
+        if stem_init not in self.STEM_INITS:
+            raise ConfigError(f"unknown ResNet-18 stem init {stem_init!r}; choose one of {', '.join(self.STEM_INITS)}")
+        self.stem_init = stem_init
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         layers, in_planes = [], width
@@ -87,6 +98,10 @@ class ResNet18(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(module, (nn.BatchNorm2d, nn.Linear)):
                 module.reset_parameters()  # BatchNorm: γ = 1, β = 0 and fresh running statistics
+        if self.stem_init == "official":
+            # The official stem is a fresh nn.Conv2d built after torchvision's init loop
+            # (unlearning_models.py:105): PyTorch's default init, drawn after the other layers.
+            self.conv1.reset_parameters()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -209,6 +224,9 @@ class SmallViT(nn.Module):
 
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+# Bumped when a model's initialisation changes, so that cached models trained with the old one are
+# not reused (part of the cache key of originals and oracles). ResNet-18 2: the official stem init.
+INIT_VERSIONS = {"resnet18": 2}
 
 
 def register_model(name: str, factory: Callable[..., nn.Module], default_width: int = 64) -> None:

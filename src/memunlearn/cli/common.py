@@ -125,11 +125,14 @@ def parse_assignments(assignments: list[str] | None) -> dict[str, dict[str, Any]
     """``["finetune.lr=0.01", "neggrad+.beta=0.95"]`` → ``{"finetune": {"lr": 0.01}, ...}``.
 
     Values are Python literals where they parse as one, else strings (checked later against the
-    method's declared hyperparameters).
+    method's declared hyperparameters). A pipeline step's setting is ``ENTRY.stepK.PARAM=VALUE``
+    (``rum-f:neggrad+.step2.lr=0.01``); it lands in the pipeline's own table.
 
     Example:
         >>> parse_assignments(["finetune.lr=0.01", "del.epochs=abc"])
         {'finetune': {'lr': 0.01}, 'del': {'epochs': 'abc'}}
+        >>> parse_assignments(["rum-f:neggrad+.step2.lr=0.01", "rum-f:neggrad+.recipe=ours"])
+        {'rum-f:neggrad+': {'step2': {'lr': 0.01}, 'recipe': 'ours'}}
     """
     parsed: dict[str, dict[str, Any]] = {}
     for assignment in assignments or []:
@@ -141,10 +144,35 @@ def parse_assignments(assignments: list[str] | None) -> dict[str, dict[str, Any]
             parsed_value = ast.literal_eval(value)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             parsed_value = value
-        if name in parsed.get(method, {}):
-            raise ConfigError(f"--set gives {method}.{name} twice")
-        parsed.setdefault(method, {})[name] = parsed_value
+        table = parsed
+        if ":" in method and "." in method:  # ENTRY.stepK.PARAM: a pipeline step's setting
+            entry, _, step = method.partition(".")
+            if not step or "." in step:
+                raise ConfigError(f"--set expects PIPELINE.stepK.PARAM=VALUE for a pipeline step, got {assignment!r}")
+            table, method = parsed.setdefault(entry, {}), step
+        if name in table.get(method, {}):
+            raise ConfigError(f"--set gives {key} twice")
+        table.setdefault(method, {})[name] = parsed_value
     return parsed
+
+
+def merge_assignments(hparams: dict[str, dict[str, Any]], assignments: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``hparams`` (a spec's) with ``--set`` values on top; a pipeline's step tables merge key by key.
+
+    Example:
+        >>> merge_assignments({"rum-f:neggrad+": {"step2": {"lr": 0.1, "epochs": 3}}},
+        ...                   {"rum-f:neggrad+": {"step2": {"lr": 0.2}}})
+        {'rum-f:neggrad+': {'step2': {'lr': 0.2, 'epochs': 3}}}
+    """
+    merged = {k: {n: dict(v) if isinstance(v, dict) else v for n, v in values.items()} for k, values in hparams.items()}
+    for method, values in assignments.items():
+        table = merged.setdefault(method, {})
+        for name, value in values.items():
+            if isinstance(value, dict) and isinstance(table.get(name), dict):
+                table[name].update(value)
+            else:
+                table[name] = value
+    return merged
 
 
 def default_out_dir(root: str = "runs") -> Path:

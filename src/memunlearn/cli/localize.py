@@ -11,7 +11,7 @@ from ..io import check_output_file
 from .common import FORGET_HELP, STRATEGIES_HELP, add_data_options, non_negative_int, positive_int
 
 # The localization strategies' top-h rules (checked against the library's list by the tests).
-TOPK_RULES = ("out-channels", "row")
+TOPK_RULES = ("auto", "out-channels", "row", "mean")
 
 
 def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -77,9 +77,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--strategy", default="del", help=f"one of {STRATEGIES_HELP} (default del)")
     parser.add_argument("--budget", type=float,
                         help="fraction of ALL parameter entries to select (default: salun 0.5, the others 0.3)")
-    parser.add_argument("--topk-rule", default="out-channels", choices=TOPK_RULES,
-                        help="channel scores: mean of the top h=⌊f·C_out⌋ (out-channels, the official DEL code) "
-                        "or h=⌊f·row length⌋ (row) entries of each output row")
+    parser.add_argument("--topk-rule", default="auto", choices=TOPK_RULES,
+                        help="channel scores: mean of the top h=⌊f·C_out⌋ (out-channels, the official DEL code "
+                        "for CNNs) or h=⌊f·row length⌋ (row) entries of each output row, or the plain row mean "
+                        "(mean, the official ViT rule); auto (default) = mean for a transformer, else out-channels")
     parser.add_argument("--topk-fraction", type=float, default=0.1, help="f above (default 0.1)")
     parser.add_argument("--reference", help="random-channel: mask file whose per-layer counts to copy (default: the del mask)")
     parser.add_argument("--batch-size", type=positive_int, default=128,

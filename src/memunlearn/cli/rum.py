@@ -41,7 +41,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--baselines", action="store_true",
                         help="also run vanilla, shuffle and rum-f with each method of the pipeline")
     parser.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
-                        help="a method hyperparameter, used by every step of that method (repeatable)")
+                        help="a method hyperparameter, used by every step of that method (repeatable); one step's "
+                        "own: PIPELINE.stepK.PARAM=VALUE, e.g. rum:none:finetune:salun.step3.epochs=3")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="first seed (default 0)")
     parser.add_argument("--seeds", type=positive_int, default=1,
                         help="number of seeds, each with its own oracle (default 1)")

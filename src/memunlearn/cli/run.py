@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import (FORGET_HELP, METHODS_HELP, PROXIES_HELP, add_data_options, data_options, default_out_dir,
-                     non_negative_int, parse_assignments, parse_list, positive_int, stage_logger)
+                     merge_assignments, non_negative_int, parse_assignments, parse_list, positive_int, stage_logger)
 
 
 def add_parser(subparsers) -> None:
@@ -31,7 +31,8 @@ def add_parser(subparsers) -> None:
                         f"({PROXIES_HELP}; default confidence) or FILE.npy (a memorization:mix forget set uses its "
                         "own parts)")
     parser.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
-                        help="a method hyperparameter (repeatable); a list such as [0.01,0.05] sweeps it")
+                        help="a method hyperparameter (repeatable); a list such as [0.01,0.05] sweeps it; a "
+                        "pipeline step's own: PIPELINE.stepK.PARAM=VALUE, e.g. rum-f:neggrad+.step3.lr=0.001")
     parser.add_argument("--hparams", metavar="FILE", help="tuned hyperparameters (from `memunlearn tune`) to use")
     tuned = parser.add_mutually_exclusive_group()
     tuned.add_argument("--tuned", action="store_true",
@@ -81,10 +82,7 @@ def spec_from_options(base, args: argparse.Namespace, forget: tuple[str, ...] | 
             raise ConfigError(f"--methods lists {', '.join(map(repr, duplicates))} more than once")
         spec = replace(spec, methods=methods)
     if getattr(args, "set", None):
-        hparams = {k: dict(v) for k, v in spec.hparams.items()}
-        for method, values in parse_assignments(args.set).items():
-            hparams.setdefault(method, {}).update(values)
-        spec = replace(spec, hparams=hparams)
+        spec = replace(spec, hparams=merge_assignments(spec.hparams, parse_assignments(args.set)))
     for key, value in (("device", args.device), ("cache_dir", args.cache_dir),
                        ("rum_score", getattr(args, "rum_score", None)), ("hparams_file", getattr(args, "hparams", None))):
         if value is not None:

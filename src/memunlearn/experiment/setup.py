@@ -53,7 +53,8 @@ class Setting:
     def key(self) -> str:
         """The hash of everything but the seed that determines a model trained in this setting."""
         return artefact_key(data=self.dataset.fingerprint, model=self.model_name, width=self.width,
-                            train={k: v for k, v in self.train_config.to_dict().items() if k != "seed"})
+                            train={k: v for k, v in self.train_config.to_dict().items() if k != "seed"},
+                            **_init_version(self.model_name))
 
 
 def hold_out_validation(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
@@ -85,11 +86,19 @@ def resolve_setting(spec: ExperimentSpec) -> Setting:
     if spec.data.validation:
         dataset = hold_out_validation(dataset, spec.data.validation)
     recipe = recipe_for(spec.data.dataset)
-    train_config = with_epochs(replace(recipe.train, fast=spec.model.fast), spec.model.epochs)
+    train_config = with_epochs(replace(recipe.train, fast=spec.model.fast, **spec.model.train_overrides()),
+                               spec.model.epochs)
     return Setting(
         dataset, spec.model.name or recipe.model, spec.model.width or recipe.width, train_config,
         cache_root(spec.cache_dir) / "checkpoints", get_device(spec.device),
     )
+
+
+def _init_version(model_name: str) -> dict[str, int]:
+    """``{"init": N}`` for a model whose initialisation changed (its old cached models are not reused)."""
+    from ..models import INIT_VERSIONS
+
+    return {"init": INIT_VERSIONS[model_name]} if model_name in INIT_VERSIONS else {}
 
 
 def train_cached(
@@ -99,7 +108,7 @@ def train_cached(
     train_config = replace(setting.train_config, seed=seed)
     key = artefact_key(
         role=role, data=dataset_tag, model=setting.model_name, width=setting.width,
-        train=train_config.to_dict(), **(extra_key or {}),
+        train=train_config.to_dict(), **_init_version(setting.model_name), **(extra_key or {}),
     )
 
     def produce():

@@ -27,6 +27,9 @@ Example spec (every key is optional; these are the defaults except where noted):
     [methods.finetune]
     lr = [0.01, 0.05]            # a list: one cell per value
 
+    [methods."rum:none:finetune:salun"]   # a pipeline's own settings, per step (step1 = low ...)
+    step3 = { epochs = 3 }
+
     [evaluation]
     noise_floor = true           # an independent retrain (another seed) against the oracle
 
@@ -45,6 +48,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 import sys
@@ -78,12 +82,23 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which model and recipe; ``None`` = the dataset's recipe."""
+    """Which model and training recipe (the original's, and so the oracle's); ``None`` = the
+    dataset's recipe. ``lr``, ``batch_size``, ``weight_decay`` and ``final_lr_fraction`` (the
+    cosine's floor as a fraction of lr) let a paper spec train as the paper's code does."""
 
     name: str | None = None
     width: int | None = None
     epochs: int | None = None
     fast: bool = False
+    lr: float | None = None
+    batch_size: int | None = None
+    weight_decay: float | None = None
+    final_lr_fraction: float | None = None
+
+    def train_overrides(self) -> dict[str, Any]:
+        """The training-recipe values this spec sets (the rest come from the dataset's recipe)."""
+        return {k: getattr(self, k) for k in ("lr", "batch_size", "weight_decay", "final_lr_fraction")
+                if getattr(self, k) is not None}
 
 
 @dataclass(frozen=True)
@@ -189,21 +204,37 @@ class ExperimentSpec:
 
         cells = []
         for entry in self.methods:
-            steps = methods_in_entry(entry)
-            per_method = {m: self.hparams.get(m, {}) for m in steps}
-            swept = [(m, k, v) for m, values in per_method.items() for k, v in values.items() if isinstance(v, list)]
-            for combo in itertools.product(*[v for _, _, v in swept]) if swept else [()]:
-                hparams = {m: {k: v for k, v in values.items() if not isinstance(v, list)} for m, values in per_method.items()}
-                for (method, key, _), value in zip(swept, combo):
-                    hparams[method][key] = value
-                suffix = ",".join(
-                    (f"{key}" if parse_entry(entry) is None else f"{method}.{key}") + f"={value}"
-                    for (method, key, _), value in zip(swept, combo)
-                )
+            plain = parse_entry(entry) is None
+            tables = {m: self.hparams.get(m, {}) for m in methods_in_entry(entry)}
+            if not plain and entry in self.hparams:  # the pipeline's own table: recipe, step1 ...
+                tables[entry] = self.hparams[entry]
+            swept = [(path, value) for path, value in _leaves(tables) if isinstance(value, list)]
+            for combo in itertools.product(*[v for _, v in swept]) if swept else [()]:
+                hparams = copy.deepcopy(tables)
+                for (path, _), value in zip(swept, combo):
+                    _assign(hparams, path, value)
+                suffix = ",".join(".".join(path[1:] if plain or path[0] == entry else path) + f"={value}"
+                                  for (path, _), value in zip(swept, combo))
                 label = f"{entry}[{suffix}]" if suffix else entry
-                plain = parse_entry(entry) is None
                 cells.append(MethodCell(entry, hparams[entry] if plain else hparams, label))
         return cells
+
+
+def _leaves(tables: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """(path, value) of every value in nested tables (a pipeline's step tables nest one deeper)."""
+    out = []
+    for key, value in tables.items():
+        if isinstance(value, Mapping):
+            out += _leaves(value, (*prefix, key))
+        else:
+            out.append(((*prefix, key), value))
+    return out
+
+
+def _assign(tables: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        tables = tables[key]
+    tables[path[-1]] = value
 
 
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -442,6 +473,19 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
         check_score_source(spec.rum_score)
     run_methods = {m for entry in spec.methods for m in methods_in_entry(entry)}
     for method, values in spec.hparams.items():
+        if ":" in method:  # a pipeline's own table: its recipe and per-step settings
+            from ..rum import step_settings
+
+            pipeline = parse_entry(method)
+            if method not in spec.methods:
+                raise ConfigError(f"{where('methods', method)}: settings given for the pipeline {method!r}, which is not "
+                                  f"among the methods run ({', '.join(spec.methods)})")
+            for key, value in values.items():  # one key at a time, so the error names its line
+                try:
+                    step_settings(*pipeline, {key: value})
+                except ConfigError as exc:
+                    raise ConfigError(f"{where(f'methods.{method}', key)}: {exc}") from None
+            continue
         if method not in run_methods:
             raise ConfigError(f"{where('methods', method)}: hyperparameters given for {method!r}, which is not among "
                               f"the methods run ({', '.join(spec.methods)})")
@@ -456,9 +500,15 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
     for name, value in (("train_subset", spec.data.train_subset), ("validation", spec.data.validation)):
         if value is not None and value < 1:
             raise ConfigError(f"{where('data', name)}: must be at least 1, got {value}")
-    for name, value in (("width", spec.model.width), ("epochs", spec.model.epochs)):
+    for name, value in (("width", spec.model.width), ("epochs", spec.model.epochs), ("batch_size", spec.model.batch_size)):
         if value is not None and value < 1:
             raise ConfigError(f"{where('model', name)}: must be at least 1, got {value}")
+    if spec.model.lr is not None and spec.model.lr <= 0:
+        raise ConfigError(f"{where('model', 'lr')}: must be > 0, got {spec.model.lr}")
+    if spec.model.weight_decay is not None and spec.model.weight_decay < 0:
+        raise ConfigError(f"{where('model', 'weight_decay')}: must be >= 0, got {spec.model.weight_decay}")
+    if spec.model.final_lr_fraction is not None and not 0 <= spec.model.final_lr_fraction <= 1:
+        raise ConfigError(f"{where('model', 'final_lr_fraction')}: must be in [0, 1], got {spec.model.final_lr_fraction}")
     from .metrics import METRICS
 
     for name in spec.evaluation.metrics:

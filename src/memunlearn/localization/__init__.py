@@ -10,11 +10,13 @@ Example:
 from .mask import Mask
 from .strategies import (
     CRITERIA, DEFAULT_BUDGETS, GRANULARITIES, TOPK_RULES, LocalizeOptions, accumulate_gradient,
-    available_strategies, budget_count, gradient_scores, localize, register_strategy, row_scores, select_top, top_h,
+    available_strategies, budget_count, gradient_scores, is_transformer, localize, register_strategy, resolve_topk_rule,
+    row_scores, select_top, top_h,
 )
 
 __all__ = [
     "CRITERIA", "DEFAULT_BUDGETS", "GRANULARITIES", "TOPK_RULES", "LocalizeOptions", "Mask", "accumulate_gradient",
-    "available_strategies", "budget_count", "gradient_scores", "localize", "register_strategy", "row_scores",
+    "available_strategies", "budget_count", "gradient_scores", "is_transformer", "localize", "register_strategy",
+    "resolve_topk_rule", "row_scores",
     "select_top", "top_h",
 ]

@@ -14,6 +14,13 @@ param-weighted-grad    |θ ⊙ Σ_i ∇CE_i|  per entry
 channel-grad           |Σ_i ∇CE_i|      top-h mean per output row
 channel-weighted-grad  |θ ⊙ Σ_i ∇CE_i|  top-h mean per output row (= ``del``)
 ==========  ========================  =================================
+
+A row's score follows the official DEL code (reihaneh-torkzadehmahani/DEL-Unlearning@b1f732c,
+generate_mask.py:98-127): for CNNs the mean of the row's h = ⌊0.1·C_out⌋ largest entries
+(``out-channels``), for transformers the plain mean of the row (``mean``); ``auto`` (the default)
+picks ``mean`` for a model with attention layers and ``out-channels`` otherwise. A tensor with a
+single output row (a position embedding, a class token) is scored per entry whatever the rule
+(SPEC §3: the official rule would score the whole tensor by one number).
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from ..registry import Registry
 from ..training import get_device
 from .mask import Mask
 
-TOPK_RULES = ("out-channels", "row")
+TOPK_RULES = ("auto", "out-channels", "row", "mean")
+AUTO = "auto"
 GRANULARITIES = ("param", "channel")
 CRITERIA = ("grad", "weighted-grad")
 
@@ -43,35 +51,71 @@ CRITERIA = ("grad", "weighted-grad")
 def top_h(c_out: int, row_length: int, rule: str = "out-channels", fraction: float = 0.1) -> int:
     """How many of a row's largest entries give the row its score.
 
-    ``out-channels`` (the official DEL code): h = max(1, ⌊fraction·C_out⌋); ``row``:
-    h = max(1, ⌊fraction·row_length⌋). Never more than the row has.
+    ``out-channels`` (the official DEL code for CNNs, generate_mask.py:111-113): h =
+    max(1, ⌊fraction·C_out⌋) (the official ``int(0.1·C_out)`` is 0 below ten rows, which makes the
+    score NaN; hence the max); ``row``: h = max(1, ⌊fraction·row_length⌋); ``mean`` (the official
+    ViT rule, generate_mask.py:114-115): the whole row. Never more than the row has.
 
     Example:
-        >>> top_h(64, 576), top_h(10, 64), top_h(64, 576, rule="row")
-        (6, 1, 57)
+        >>> top_h(64, 576), top_h(10, 64), top_h(64, 576, rule="row"), top_h(64, 576, rule="mean")
+        (6, 1, 57, 576)
+    """
+    if rule not in TOPK_RULES or rule == AUTO:
+        raise unknown_name("top-h rule", rule, [r for r in TOPK_RULES if r != AUTO])
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"topk_fraction must be in (0, 1], got {fraction}")
+    if rule == "mean":
+        return row_length
+    base = c_out if rule == "out-channels" else row_length
+    return min(row_length, max(1, math.floor(fraction * base + 1e-9)))
+
+
+def is_transformer(model: nn.Module) -> bool:
+    """Whether ``model`` has attention layers (``nn.MultiheadAttention`` or a module whose class
+    name ends in ``Attention``): the architectures the official DEL code scores by the row mean.
+
+    Example:
+        >>> is_transformer(nn.Linear(2, 2)), is_transformer(nn.TransformerEncoderLayer(8, 2))
+        (False, True)
+    """
+    return any(isinstance(m, nn.MultiheadAttention) or type(m).__name__.endswith("Attention") for m in model.modules())
+
+
+def resolve_topk_rule(model: nn.Module, rule: str) -> str:
+    """``auto`` → ``mean`` for a transformer (the official ViT rule), ``out-channels`` otherwise;
+    any other rule is returned as it is (after checking it).
+
+    Raises:
+        ConfigError: an unknown rule.
     """
     if rule not in TOPK_RULES:
         raise unknown_name("top-h rule", rule, TOPK_RULES)
-    if not 0 < fraction <= 1:
-        raise ConfigError(f"topk_fraction must be in (0, 1], got {fraction}")
-    base = c_out if rule == "out-channels" else row_length
-    return min(row_length, max(1, math.floor(fraction * base + 1e-9)))
+    if rule != AUTO:
+        return rule
+    return "mean" if is_transformer(model) else "out-channels"
 
 
 def row_scores(score: Tensor, rule: str = "out-channels", fraction: float = 0.1) -> Tensor:
     """Channel granularity: each output row gets the mean of its h largest entries, broadcast over it.
 
-    Tensors with ≤ 1 dimension (biases, norm affines) keep their per-entry scores.
+    Tensors with ≤ 1 dimension (biases, norm affines) keep their per-entry scores, as in the
+    official code (generate_mask.py:119-120 leave them as |θ⊙G|), and so does a tensor with a
+    single output row (a ViT's position embedding [1, tokens, width], its class token): scoring
+    it by one number would select all of it or none of it (SPEC §3).
 
     Example:
         >>> row_scores(torch.tensor([[1.0, 5.0, 3.0], [2.0, 2.0, 0.0]])).tolist()
         [[5.0, 5.0, 5.0], [2.0, 2.0, 2.0]]
+        >>> row_scores(torch.tensor([[1.0, 5.0, 3.0], [2.0, 2.0, 0.0]]), "mean").tolist()
+        [[3.0, 3.0, 3.0], [1.3333333730697632, 1.3333333730697632, 1.3333333730697632]]
+        >>> row_scores(torch.tensor([[[1.0, 5.0, 3.0]]])).tolist()
+        [[[1.0, 5.0, 3.0]]]
     """
-    if score.dim() <= 1:
+    if score.dim() <= 1 or score.shape[0] == 1:
         return score
     rows = score.reshape(score.shape[0], -1)
     h = top_h(rows.shape[0], rows.shape[1], rule, fraction)
-    per_row = rows.topk(h, dim=1).values.mean(dim=1)
+    per_row = rows.mean(dim=1) if h == rows.shape[1] else rows.topk(h, dim=1).values.mean(dim=1)
     return per_row[:, None].expand_as(rows).reshape(score.shape)
 
 
@@ -156,13 +200,14 @@ def gradient_scores(
     gradient: Mapping[str, Tensor],
     criterion: str = "weighted-grad",
     granularity: str = "channel",
-    topk_rule: str = "out-channels",
+    topk_rule: str = AUTO,
     topk_fraction: float = 0.1,
 ) -> dict[str, Tensor]:
     """Per-entry scores from a summed gradient G: |G| (``grad``) or |θ ⊙ G| (``weighted-grad``).
 
     The absolute value is taken AFTER summing over examples. With ``granularity="channel"``, rows of
-    tensors with ≥ 2 dims are scored by :func:`row_scores`.
+    tensors with ≥ 2 dims are scored by :func:`row_scores`, with ``topk_rule`` resolved for the
+    model by :func:`resolve_topk_rule` (``auto``: ``mean`` for a transformer, else ``out-channels``).
 
     Example:
         >>> lin = nn.Linear(2, 2, bias=False)
@@ -175,6 +220,7 @@ def gradient_scores(
         raise unknown_name("localization criterion", criterion, CRITERIA)
     if granularity not in GRANULARITIES:
         raise unknown_name("localization granularity", granularity, GRANULARITIES)
+    topk_rule = resolve_topk_rule(model, topk_rule)
     scores = {}
     for name, param in model.named_parameters():
         g = gradient[name]
@@ -192,7 +238,7 @@ class LocalizeOptions:
     batch_size: int = 128
     device: str = "auto"
     seed: int = 0
-    topk_rule: str = "out-channels"
+    topk_rule: str = AUTO
     topk_fraction: float = 0.1
     reference: Mapping[str, Tensor] | None = None
     data: Examples | None = None
@@ -253,7 +299,7 @@ def localize(
     batch_size: int = 128,
     device: str = "auto",
     seed: int = 0,
-    topk_rule: str = "out-channels",
+    topk_rule: str = AUTO,
     topk_fraction: float = 0.1,
     reference: Mapping[str, Tensor] | None = None,
     data: Examples | Any | None = None,
@@ -273,8 +319,11 @@ def localize(
         batch_size: batch size of the gradient pass.
         device: where to compute; ``auto`` picks CUDA when present.
         seed: seed of the random strategies and of ``del-agnostic``'s sample.
-        topk_rule: channel granularity's h: ``out-channels`` (h = max(1, ⌊f·C_out⌋), the official
-            DEL code) or ``row`` (h = max(1, ⌊f·row length⌋)).
+        topk_rule: channel granularity's row score: ``auto`` (default: ``mean`` for a model with
+            attention layers, else ``out-channels``, as the official DEL code chooses by
+            architecture), ``out-channels`` (mean of the h = max(1, ⌊f·C_out⌋) largest entries,
+            the official CNN rule), ``row`` (h = max(1, ⌊f·row length⌋)) or ``mean`` (the plain
+            row mean, the official ViT rule). Single-row tensors are scored per entry.
         topk_fraction: f above (default 0.1).
         reference: ``random-channel``: the mask whose per-layer counts to copy (default: the
             ``del`` mask at ``budget``).
@@ -296,6 +345,7 @@ def localize(
     strategy_fn = get_strategy(strategy)
     budget = default_budget(strategy) if budget is None else budget
     check_budget(budget)
+    topk_rule = resolve_topk_rule(model, topk_rule)
     forget = as_examples(forget, name="forget")
     data = None if data is None else as_examples(data, name="data")
     options = LocalizeOptions(batch_size, device, seed, topk_rule, topk_fraction, reference, data)

@@ -19,7 +19,8 @@ def fresh_initialisation(model: nn.Module, seed: int) -> nn.Module:
 
     A model with an ``init_weights()`` method (all of memunlearn's models: their constructors end
     with it) is reset by that method, so the reset and a newly built model agree by construction
-    (ResNet-18: kaiming-normal convolutions, BatchNorm 1/0, as torchvision; SPEC §3). Any other
+    (ResNet-18: kaiming-normal convolutions, BatchNorm 1/0, as torchvision, and the stem's PyTorch
+    default, as the official DEL model; SPEC §3). Any other
     model gets each submodule's ``reset_parameters()`` (or ``_reset_parameters()``, as in
     multi-head attention), and parameters no submodule resets are drawn from N(0, 0.02²).
     BatchNorm running statistics are reset with their module.

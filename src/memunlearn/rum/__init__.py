@@ -17,7 +17,10 @@ Four variants (:func:`plan`):
 
 In ``memunlearn run --methods`` a pipeline is written ``VARIANT:METHOD[:METHOD...]`` (colons,
 because ``--methods`` is comma-separated and method names such as ``neggrad+`` contain ``+``):
-``rum:none:finetune:salun``, ``rum-f:finetune``, ``shuffle:neggrad+``, ``vanilla:salun``.
+``rum:none:finetune:salun``, ``rum-f:finetune``, ``shuffle:neggrad+``, ``vanilla:salun``. Each
+step may carry its own settings (``step1`` … in running order; :func:`step_settings`), and the
+official per-step recipes of RUM's code ship as the defaults (:data:`PIPELINE_RECIPES`: RUM^F
+NegGrad+ and RUM none → finetune → salun).
 
 Example:
     >>> parts = {"low": np.array([0, 1]), "mid": np.array([2]), "high": np.array([3])}
@@ -31,13 +34,14 @@ import numpy as np  # noqa: F401  (the example above uses it)
 
 from .constants import ALL, DEFAULT_PARTS, DEFAULT_SCORE, NONE, VARIANTS
 from .experiment import RunPartitions, check_score_source, needs_scores, partitions_for_run, run_entry
-from .pipeline import (Plan, Step, check_method_name, check_pipeline, entry_name, is_pipeline_entry, methods_in_entry,
-                       parse_entry, plan, shuffle_split)
+from .pipeline import (PIPELINE_RECIPES, PipelineRecipe, Plan, Step, check_method_name, check_pipeline, entry_name,
+                       is_pipeline_entry, methods_in_entry, parse_entry, plan, shuffle_split, step_names, step_settings)
 from .refine import partition_names, refine
 from .run import PipelineResult, retain_indices_per_step, run_pipeline, run_variant
 
 __all__ = [
-    "ALL", "DEFAULT_PARTS", "DEFAULT_SCORE", "NONE", "VARIANTS", "PipelineResult", "Plan", "RunPartitions", "Step",
+    "ALL", "DEFAULT_PARTS", "DEFAULT_SCORE", "NONE", "PIPELINE_RECIPES", "VARIANTS", "PipelineRecipe", "PipelineResult",
+    "Plan", "RunPartitions", "Step", "step_names", "step_settings",
     "check_method_name", "check_pipeline", "check_score_source", "entry_name", "is_pipeline_entry", "methods_in_entry", "needs_scores",
     "parse_entry", "partition_names", "partitions_for_run", "plan", "refine", "retain_indices_per_step",
     "run_entry", "run_pipeline", "run_variant", "shuffle_split",

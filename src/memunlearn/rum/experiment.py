@@ -105,7 +105,9 @@ def run_entry(
 ) -> PipelineResult:
     """Run one ``--methods`` pipeline entry such as ``rum:none:finetune:salun``.
 
-    Every step of method M gets ``hparams[M]`` (the same ``--set M.PARAM=VALUE`` as plain M).
+    Every step of method M gets ``hparams[M]`` (the same ``--set M.PARAM=VALUE`` as plain M);
+    ``hparams[entry]`` is the pipeline's own table: ``recipe`` and per-step ``step1`` … settings
+    (``--set rum-f:neggrad+.step2.lr=0.01``), which win over ``hparams[M]``.
 
     Raises:
         ConfigError: a malformed entry (see :func:`parse_entry`, :func:`check_pipeline`).

@@ -1,5 +1,19 @@
-"""RUM's pipelines: steps (partition, method, hyperparameters), the four variants, and the
-``VARIANT:METHOD[:METHOD...]`` entries of ``memunlearn run --methods``."""
+"""RUM's pipelines: steps (partition, method, hyperparameters), the four variants, the
+``VARIANT:METHOD[:METHOD...]`` entries of ``memunlearn run --methods``, and per-step settings.
+
+Each step of a pipeline may carry its own hyperparameters, named ``step1`` … ``stepK`` in the
+order the steps run (low → high for ``rum`` and ``rum-f``). A pipeline's own table in a spec::
+
+    [methods."rum-f:neggrad+"]
+    recipe = "official"                           # default; "ours" = each step at its method's defaults
+    step3 = { lr = 0.001, epochs = 10 }           # explicit values win over the recipe
+
+or ``--set rum-f:neggrad+.step3.lr=0.001``. A step's value comes, highest first, from its step
+table, the method's own table (``[methods.neggrad+]``, every step of that method), the pipeline's
+recipe, the method's defaults. The official recipes (:data:`PIPELINE_RECIPES`) transcribe the
+RUM code's scripts: RUM^F with NegGrad+ (main_rum_proxy.py:51-53) and RUM none → finetune → salun
+(main_rum.py:50-51).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +23,35 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError, unknown_name
-from ..methods import available_methods
+from ..methods import OFFICIAL, Source, available_methods, check_hparams
 from .constants import ALL, DEFAULT_PARTS, NONE, VARIANTS
+
+RUM_REPO, RUM_COMMIT = "kairanzhao/RUM", "f593c9d"
+OURS = "ours"
+RECIPE = "recipe"
+
+
+@dataclass(frozen=True)
+class PipelineRecipe:
+    """A pipeline's official per-step settings (one dict per step, in step order) and their source."""
+
+    steps: tuple[dict[str, Any], ...]
+    source: Source
+
+
+# The pipelines whose official code fixes per-step settings. RUM^F NegGrad+: the official NG
+# (unlearn/neggrad.py:42, loss = α·CE_r − (1−α)·CE_f) with α = memunlearn's neggrad+ ``beta``.
+PIPELINE_RECIPES: dict[str, PipelineRecipe] = {
+    "rum-f:neggrad+": PipelineRecipe(
+        ({"beta": 0.99, "epochs": 5, "lr": 0.01}, {"beta": 0.97, "epochs": 5, "lr": 0.01},
+         {"beta": 0.97, "epochs": 10, "lr": 0.001}),
+        Source(RUM_REPO, RUM_COMMIT, "main_rum_proxy.py", "51-53"),
+    ),
+    "rum:none:finetune:salun": PipelineRecipe(
+        ({}, {"epochs": 10, "lr": 0.1}, {"epochs": 5, "lr": 0.1}),
+        Source(RUM_REPO, RUM_COMMIT, "main_rum.py", "50-51"),
+    ),
+}
 
 
 @dataclass
@@ -71,6 +112,76 @@ def check_pipeline(variant: str, methods: Sequence[str], parts: int = DEFAULT_PA
         )
 
 
+def step_count(variant: str, methods: Sequence[str], parts: int = DEFAULT_PARTS) -> int:
+    """How many steps a pipeline runs: one per partition, except ``vanilla`` (one step on all of D_f).
+
+    Example:
+        >>> step_count("rum-f", ["neggrad+"]), step_count("vanilla", ["finetune"])
+        (3, 1)
+    """
+    return 1 if variant == "vanilla" else (len(methods) if variant == "rum" else parts)
+
+
+def step_names(variant: str, methods: Sequence[str], parts: int = DEFAULT_PARTS) -> list[str]:
+    """``step1`` … ``stepK``: the names a pipeline's per-step settings use, in running order."""
+    return [f"step{k + 1}" for k in range(step_count(variant, methods, parts))]
+
+
+def step_settings(
+    variant: str,
+    methods: Sequence[str],
+    table: Mapping[str, Any] | None,
+    parts: int = DEFAULT_PARTS,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A pipeline's own table → (the recipe's settings per step, the explicit settings per step).
+
+    ``table`` holds ``recipe`` (``official``, the default, or ``ours``: no per-step settings)
+    and ``step1`` … ``stepK`` tables. Every setting is checked against the step's method.
+
+    Raises:
+        ConfigError: a step the pipeline does not have, a setting for a ``none`` step, a setting
+            the step's method does not declare or a value out of its range, or an unknown recipe;
+            each names the problem and the valid choices.
+
+    Example:
+        >>> recipe, explicit = step_settings("rum-f", ["neggrad+"], {"step3": {"lr": 0.002}})
+        >>> recipe[2]["lr"], explicit[2]
+        (0.001, {'lr': 0.002})
+    """
+    entry = entry_name(variant, methods)
+    names = step_names(variant, methods, parts)
+    per_step = _step_methods(variant, methods, len(names))
+    table = dict(table or {})
+    recipe_name = table.pop(RECIPE, OFFICIAL)
+    if recipe_name not in (OFFICIAL, OURS):
+        raise unknown_name(f"recipe of pipeline {entry!r}", str(recipe_name), (OFFICIAL, OURS))
+    official = PIPELINE_RECIPES.get(entry)
+    recipe = [dict(values) for values in official.steps] if official and recipe_name == OFFICIAL else [{} for _ in names]
+    explicit: list[dict[str, Any]] = [{} for _ in names]
+    for key, values in table.items():
+        if key not in names:
+            raise ConfigError(f"pipeline {entry!r} has no step {key!r}; its steps are {', '.join(names)} "
+                              f"(and {RECIPE}: {OFFICIAL} or {OURS})")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"pipeline {entry!r} {key}: must be a table of settings, e.g. {key} = {{ lr = 0.01 }}")
+        k = names.index(key)
+        method = per_step[k]
+        if method == NONE and values:
+            raise ConfigError(f"pipeline {entry!r} {key} is a none step: it takes no settings")
+        for name, value in values.items():
+            try:
+                for one in (value if isinstance(value, list) else [value]):
+                    check_hparams(method, {name: one})
+            except ConfigError as exc:
+                raise ConfigError(f"pipeline {entry!r} {key} ({method}): {exc}") from None
+        explicit[k] = dict(values)
+    return recipe, explicit
+
+
+def _step_methods(variant: str, methods: Sequence[str], count: int) -> list[str]:
+    return list(methods) if variant == "rum" else [methods[0]] * count
+
+
 def plan(
     variant: str,
     methods: Sequence[str],
@@ -86,7 +197,10 @@ def plan(
         methods: ``rum``: one method (or ``none``) per partition, low → high; the others: one method.
         partitions: RUM's partitions, low → high (from :func:`refine`); ``vanilla`` and
             ``shuffle`` use only their union and their number.
-        hparams: per method name, the hyperparameters every step of that method gets.
+        hparams: per method name, the hyperparameters every step of that method gets; under the
+            pipeline's entry name (``rum-f:neggrad+``), its own table: ``recipe`` and per-step
+            settings ``step1`` … (see :func:`step_settings`). Highest first: the step's
+            settings, the method's, the pipeline recipe's, the method's defaults.
         seed: the seed of ``shuffle``'s random split.
 
     Returns:
@@ -106,17 +220,20 @@ def plan(
     check_pipeline(variant, methods, len(partitions))
     hparams = hparams or {}
     forget = np.sort(np.concatenate(list(partitions.values())))
+    recipe, explicit = step_settings(variant, methods, hparams.get(entry_name(variant, methods)), len(partitions))
 
-    def step(partition: str, method: str) -> Step:
-        return Step(partition, method, dict(hparams.get(method, {})) if method != NONE else {})
+    def step(k: int, partition: str, method: str) -> Step:
+        if method == NONE:
+            return Step(partition, method, {})
+        return Step(partition, method, {**recipe[k], **dict(hparams.get(method, {})), **explicit[k]})
 
     if variant == "vanilla":
-        return Plan(variant, {ALL: forget}, [step(ALL, methods[0])])
+        return Plan(variant, {ALL: forget}, [step(0, ALL, methods[0])])
     if variant == "shuffle":
         shuffled = shuffle_split(forget, len(partitions), seed)
-        return Plan(variant, shuffled, [step(name, methods[0]) for name in shuffled])
+        return Plan(variant, shuffled, [step(k, name, methods[0]) for k, name in enumerate(shuffled)])
     chosen = list(methods) * len(partitions) if variant == "rum-f" else list(methods)
-    return Plan(variant, partitions, [step(name, method) for name, method in zip(partitions, chosen)])
+    return Plan(variant, partitions, [step(k, name, method) for k, (name, method) in enumerate(zip(partitions, chosen))])
 
 
 def shuffle_split(forget_indices: np.ndarray, parts: int, seed: int) -> dict[str, np.ndarray]:

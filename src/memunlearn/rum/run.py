@@ -14,10 +14,10 @@ from torch import Tensor, nn
 
 from ..data.core import Examples
 from ..errors import ConfigError, unknown_name
-from ..methods import unlearn
+from ..methods import OFFICIAL, unlearn
 from ..methods.base import Cost, UnlearnResult
 from .constants import NONE
-from .pipeline import Step, check_method_name, entry_name, plan
+from .pipeline import PIPELINE_RECIPES, RECIPE, Step, check_method_name, entry_name, plan
 
 
 def retain_indices_per_step(n: int, partitions: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -175,7 +175,11 @@ def run_variant(
     seed: int = 0,
     device: str = "auto",
 ) -> PipelineResult:
-    """:func:`plan` + :func:`run_pipeline` in one call; the plan is recorded in ``hparams``.
+    """:func:`plan` + :func:`run_pipeline` in one call; the plan is recorded in ``hparams``, with
+    the pipeline's recipe and, for an official one, its source.
+
+    ``hparams``: per method name the values every step of that method gets, and under the entry
+    name (``rum-f:neggrad+``) the pipeline's ``recipe`` and ``step1`` … settings (see :func:`plan`).
 
     Example:
         >>> result = run_variant("rum", ["none", "finetune", "salun"], model, data.train, parts)  # doctest: +SKIP
@@ -184,5 +188,9 @@ def run_variant(
     start = time.perf_counter()
     result = run_pipeline(model, train_examples, chosen.partitions, chosen.steps, seed=seed, device=device,
                           name=entry_name(variant, methods))
-    result.hparams = {**chosen.describe(), "pipeline_wall_time": time.perf_counter() - start}
+    entry = entry_name(variant, methods)
+    recipe = dict((hparams or {}).get(entry, {})).get(RECIPE, OFFICIAL)
+    official = PIPELINE_RECIPES.get(entry) if recipe == OFFICIAL else None
+    result.hparams = {**chosen.describe(), "recipe": recipe, **({"recipe_source": str(official.source)} if official else {}),
+                      "pipeline_wall_time": time.perf_counter() - start}
     return result

@@ -192,7 +192,9 @@ def tune(
             space = spaces[label]
             records: list[dict[str, Any]] = []
 
-            def objective(trial) -> float:
+            # called only within this iteration; the defaults bind its values (ruff B023)
+            def objective(trial, fixed=fixed, method=method, space=space, rule=rule, split=split, label=label,
+                          records=records) -> float:
                 hparams = {**fixed, **{name: _suggest(trial, method, name, param) for name, param in space.items()}}
                 cell = Cell(spec.tuning.seed, rule, method, method, hparams,
                             cell_key(setting, split, method, hparams, tuning_spec))

@@ -130,7 +130,7 @@ def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
         ['d', 'a', 'b']
     """
     front, best = [], -math.inf
-    for name, cost, quality in sorted(points, key=lambda p: (p[1], -p[2])):
+    for name, _cost, quality in sorted(points, key=lambda p: (p[1], -p[2])):
         if quality > best:
             front.append(name)
             best = quality

@@ -12,8 +12,8 @@ import torch
 from .. import __version__
 from ..checkpoints import cache_root
 from ..io import check_output_dir, strict_json, write_json
-from ..tuning import apply_tuned
 from .cells import Cell, CellStore, cell_key, compute_cell
+from .hparams import apply_tuned
 from .metrics import floor_metrics
 from .setup import Setting, Split, prepare_split, resolve_setting
 from .spec import ExperimentSpec, MethodCell, check_spec, spec_from_dict

@@ -476,7 +476,7 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
     if spec.requests.count is not None:
         if spec.requests.count < 1:
             raise ConfigError(f"{where('requests', 'count')}: must be at least 1, got {spec.requests.count}")
-        from .requests import check_request_rules
+        from .request_rules import check_request_rules
 
         check_request_rules(spec.forget, spec.requests.count, where("requests", "count"))
     if spec.tuning.cost_cap <= 0:
@@ -487,7 +487,7 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
     if spec.tuning.sampler not in ("tpe", "grid", "random"):
         raise ConfigError(f"{where('tuning', 'sampler')}: must be tpe, grid or random, got {spec.tuning.sampler!r}")
     if spec.hparams_file is not None:
-        from ..tuning import load_hparams
+        from .hparams import load_hparams
 
         load_hparams(spec.hparams_file)  # a missing or malformed file stops here, before any work
     if spec.device not in ("auto", "cpu", "cuda") and not spec.device.startswith("cuda:"):

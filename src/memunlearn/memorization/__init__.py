@@ -169,8 +169,6 @@ def memorization_scores(
     return scores
 
 
-from . import forget_kinds as _forget_kinds  # noqa: E402,F401  (registers memorization/entanglement)
-
 __all__ = [
     "DEFAULT_POOL_SIZE", "DEFAULT_SUBSET_FRACTION", "EXACT", "LEVELS", "MemorizationEstimate", "ModelPool",
     "PoolSpec", "ProxyResult", "available_executors", "available_proxies", "build_pool", "compute_proxy",

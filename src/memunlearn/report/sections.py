@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .data import NOISE_FLOOR, Block, Results, Row, is_number
-from .document import Code, Facts, Figure, Heading, Section, Table, Text
+from .blocks import Code, Facts, Figure, Heading, Section, Table, Text
 
 TOW_KEYS = (("tow", "ToW"), ("tow_mia", "ToW-MIA"))
 GAP_KEYS = (("gap_forget", "Δforget"), ("gap_retain", "Δretain"), ("gap_test", "Δtest"), ("gap_mia", "ΔMIA"))

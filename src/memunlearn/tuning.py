@@ -78,10 +78,10 @@ def search_space(method: str, overrides: Mapping[str, Any] | None = None) -> dic
 def _suggest(trial, method: str, name: str, param: Param) -> Any:
     label = f"{method}.{name}"
     if param.kind == "int":
-        return trial.suggest_int(label, int(param.search[0]), int(param.search[1]), log=param.log)
+        return trial.suggest_int(label, int(param.searched[0]), int(param.searched[1]), log=param.log)
     if param.kind == "float":
-        return trial.suggest_float(label, float(param.search[0]), float(param.search[1]), log=param.log)
-    return trial.suggest_categorical(label, list(param.search))
+        return trial.suggest_float(label, float(param.searched[0]), float(param.searched[1]), log=param.log)
+    return trial.suggest_categorical(label, list(param.searched))
 
 
 def grid_values(param: Param, points: int = 3) -> list[Any]:
@@ -95,8 +95,8 @@ def grid_values(param: Param, points: int = 3) -> list[Any]:
         [1, 6, 10]
     """
     if param.kind in ("bool", "choice"):
-        return list(param.search)
-    low, high = param.search
+        return list(param.searched)
+    low, high = param.searched
     values = np.geomspace(low, high, points) if param.log else np.linspace(low, high, points)
     if param.kind == "int":
         return sorted({int(round(v)) for v in values})
@@ -230,17 +230,17 @@ def tune(
     return result
 
 
-def _within_cost_cap(space: dict[str, Param], oracle_epochs: int, cost_cap: float) -> dict[str, Param]:
+def _within_cost_cap(space: dict[str, Param], oracle_epochs: float, cost_cap: float) -> dict[str, Param]:
     """Narrow an ``epochs`` range to what the cost cap can afford: an epoch costs at least one pass
     over the retain set, the oracle's retrain ``oracle_epochs`` of them, so more than
     cost_cap·oracle_epochs epochs is always over the cap and not worth a trial."""
     param = space.get("epochs")
     if param is None or param.kind != "int":
         return space
-    affordable = max(int(param.search[0]), int(cost_cap * oracle_epochs))
-    if affordable >= param.search[1]:
+    affordable = max(int(param.searched[0]), int(cost_cap * oracle_epochs))
+    if affordable >= param.searched[1]:
         return space
-    return {**space, "epochs": param.with_search((int(param.search[0]), affordable))}
+    return {**space, "epochs": param.with_search((int(param.searched[0]), affordable))}
 
 
 def _sampler(name: str, space: Mapping[str, Param], method: str, seed: int, trials: int):

@@ -109,7 +109,7 @@ def apply_tuned(spec, setting, log: Callable[[str], None] = lambda line: None) -
         merged[rule] = {}
         for method, values in tuned.items():
             merged[rule][method] = dict(values)
-        if tuned:
+        if tuned and table is not None:
             log(f"{rule}: tuned hyperparameters for {', '.join(sorted(tuned))} from {table.source} "
                 "(explicit values win; --no-tuned turns this off)")
     return merged

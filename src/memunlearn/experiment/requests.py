@@ -396,6 +396,7 @@ class RequestSequence:
             raise DivergedError(f"{self.cell.label}, request {k} (computed again: its model was not kept)",
                                 reason=record.get("error", record["status"]))
         self.records[k - 1] = record
+        assert self.model is not None  # _compute_and_keep keeps the model it computed
         return self.model
 
     def _compute_and_keep(self, k: int) -> dict[str, Any]:
@@ -510,7 +511,7 @@ def _pipeline_request(plan: RequestPlan, cell: MethodCell, k: int, previous_mode
     result = run_entry(cell.entry, previous_model, train, partitions,
                        hparams=cell.hparams, seed=seed_k, device=str(setting.device))
     extra: dict[str, Any] = {"steps": result.step_records}
-    if parse_entry(cell.entry)[0] in ("rum", "rum-f") and partitions.description is not None:
+    if (parse_entry(cell.entry) or ("",))[0] in ("rum", "rum-f") and partitions.description is not None:
         extra["rum"] = partitions.description
         if partitions.description.get("source") != "forget set parts":
             extra["rum_score"] = {"source": spec.rum_score, **score_record}

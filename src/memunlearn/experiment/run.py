@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -19,6 +19,9 @@ from .setup import Setting, Split, prepare_split, resolve_setting
 from .spec import ExperimentSpec, MethodCell, check_spec, spec_from_dict
 from .summary import summarise, versions
 
+if TYPE_CHECKING:
+    from . import RunConfig
+
 Log = Callable[[str], None]
 
 
@@ -27,7 +30,7 @@ def _quiet(_: str) -> None:
 
 
 def run_experiment(
-    spec: ExperimentSpec,
+    spec: ExperimentSpec | RunConfig,
     out_dir: str | Path | None = None,
     log: Log = _quiet,
     command: str | None = None,
@@ -189,7 +192,7 @@ def compute_or_reuse(cell: Cell, split: Split, setting: Setting, spec: Experimen
         return result, False
 
 
-_WORKER_STATE: dict[str, Any] = {}
+_WORKER_STATE: dict[str | tuple[int, str], Any] = {}  # "setting", and (seed, rule) -> its split
 
 
 def _cell_task(cell: Cell, shared: dict[str, Any]) -> tuple[dict[str, Any], bool]:

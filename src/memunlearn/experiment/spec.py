@@ -296,7 +296,7 @@ def spec_from_dict(payload: Mapping[str, Any], source: str | None = None, text: 
             target = rename.get(key, key)
             if target not in known:
                 raise ConfigError(f"{where(name, key)}: unknown key; known: {', '.join(sorted(known))}")
-            out[target] = _typed(value, known[target].type, where(name, key))
+            out[target] = _typed(value, known[target].type, where(name, key))  # type: ignore[arg-type]  # a str: annotations are postponed
         return cls(**out)
 
     data = section("data", DataSpec)
@@ -340,7 +340,7 @@ def _typed(value: Any, annotation: str, where: str) -> Any:
     expected = {"str": str, "int": int, "float": (int, float), "bool": bool}[base]
     if isinstance(value, bool) and base != "bool":
         raise ConfigError(f"{where}: must be {_article(base)}, got {value!r}")
-    if not isinstance(value, expected):
+    if not isinstance(value, expected):  # type: ignore[arg-type]  # mypy joins the table's types to object
         raise ConfigError(f"{where}: must be {_article(base)}, got {value!r}")
     return float(value) if base == "float" else value
 

@@ -6,8 +6,8 @@ no noise floor, a fresh cache, so the original model and the oracle are trained)
 ``sys.setprofile`` and records every call from one package module into another, with the package
 function on each side. Layers follow the stage order of the package's layout:
 
-    0 base (io, errors, registry, params, checkpoints, the package root) → 1 data →
-    2 models, training → 3 forget, backdoor → 4 memorization, localization → 5 methods, rum →
+    0 base (io, errors, registry, params, the package root) → 1 data →
+    2 models, training, checkpoints → 3 forget, backdoor → 4 memorization, localization → 5 methods, rum →
     6 evaluation, privacy → 7 experiment, tuning → 8 report → 9 cli
 
 A *climb* is a call from a module into a module of a higher layer (a callback passed down, or a
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import inspect
 import io
 import json
@@ -44,19 +45,12 @@ SOURCE = ROOT / "src"
 sys.path.insert(0, str(SOURCE))
 
 PACKAGE = "memunlearn"
+# The stage order is the import-graph test's (one table): tests/test_import_graph.py LAYERS.
+_graph_spec = importlib.util.spec_from_file_location("_import_graph", ROOT / "tests" / "test_import_graph.py")
+_graph = importlib.util.module_from_spec(_graph_spec)
+_graph_spec.loader.exec_module(_graph)
+layer = _graph.layer
 GENERATORS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
-LAYERS = [  # (module prefix, layer); the longest matching prefix wins
-    ("memunlearn", 0), ("memunlearn.io", 0), ("memunlearn.errors", 0), ("memunlearn.registry", 0),
-    ("memunlearn.params", 0), ("memunlearn.checkpoints", 0), ("memunlearn.__main__", 9),
-    ("memunlearn.data", 1), ("memunlearn.models", 2), ("memunlearn.training", 2),
-    ("memunlearn.forget", 3), ("memunlearn.backdoor", 3),
-    ("memunlearn.memorization", 4), ("memunlearn.localization", 4),
-    ("memunlearn.methods", 5), ("memunlearn.rum", 5),
-    ("memunlearn.evaluation", 6), ("memunlearn.privacy", 6),
-    ("memunlearn.experiment", 7), ("memunlearn.tuning", 7),
-    ("memunlearn.report", 8), ("memunlearn.cli", 9),
-]
-
 SPEC = """
 [data]
 dataset = "digits"
@@ -82,11 +76,6 @@ noise_floor = false
 device = "cpu"
 cache_dir = "{cache}"
 """
-
-
-def layer(module: str) -> int:
-    best = max((prefix for prefix, _ in LAYERS if module == prefix or module.startswith(prefix + ".")), key=len)
-    return dict(LAYERS)[best]
 
 
 def module_of(filename: str, cache: dict[str, str | None]) -> str | None:

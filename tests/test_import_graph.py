@@ -1,4 +1,4 @@
-"""Imports flow one way: no cycle among the package's modules.
+"""Imports flow one way: no cycle among the package's modules, and no import from a stage into a later one.
 
 The graph is read from the source (ast), so the test imports nothing. An edge A -> B is any
 ``import``/``from ... import`` of B in A, at module level *or inside a function*: a lazy import
@@ -25,6 +25,30 @@ KNOWN_EDGES = {
                  "noise_injection", "random_label", "retrain", "salun", "scrub", "small_grad_reinit", "ssd",
                  "stop_when_done", "uniform_contrastive")
 }
+
+
+# The package's stages in the order data flows through them (the layout in the README's terms);
+# a module may import its own layer and the layers below. The longest matching prefix wins.
+# benchmarks/call_walk.py counts the calls that climb these layers at run time.
+LAYERS = [
+    ("memunlearn", 0), ("memunlearn.io", 0), ("memunlearn.errors", 0), ("memunlearn.registry", 0),
+    ("memunlearn.params", 0),
+    ("memunlearn.data", 1),
+    ("memunlearn.models", 2), ("memunlearn.training", 2), ("memunlearn.checkpoints", 2),
+    ("memunlearn.forget", 3), ("memunlearn.backdoor", 3),
+    ("memunlearn.memorization", 4), ("memunlearn.localization", 4),
+    ("memunlearn.methods", 5), ("memunlearn.rum", 5),
+    ("memunlearn.evaluation", 6), ("memunlearn.privacy", 6),
+    ("memunlearn.experiment", 7), ("memunlearn.tuning", 7),
+    ("memunlearn.report", 8),
+    ("memunlearn.cli", 9), ("memunlearn.__main__", 9),
+]
+
+
+def layer(module: str) -> int:
+    """The stage of a package module (see LAYERS)."""
+    prefixes = [(prefix, rank) for prefix, rank in LAYERS if module == prefix or module.startswith(prefix + ".")]
+    return max(prefixes, key=lambda entry: len(entry[0]))[1]
 
 
 def package_modules(root: Path | None = None, package: str = PACKAGE) -> dict[str, tuple[Path, bool]]:
@@ -148,3 +172,18 @@ def test_known_exceptions_are_still_needed():
     graph = import_graph()
     gone = sorted(edge for edge in KNOWN_EDGES if edge[1] not in graph.get(edge[0], {}))
     assert not gone, f"these imports are gone; delete them from KNOWN_EDGES: {gone}"
+
+
+def test_every_module_has_a_layer():
+    """A new top-level module gets its stage in LAYERS (else it would fall into the base layer unseen)."""
+    unplaced = [m for m in package_modules() if m.count(".") >= 1 and layer(m) == 0
+                and m.split(".")[1] not in ("io", "errors", "registry", "params", "__init__")]
+    assert not unplaced, f"give these modules a layer in LAYERS: {unplaced}"
+
+
+def test_no_import_climbs_a_layer():
+    """A stage imports only its own and earlier stages (a lazy import inside a function included)."""
+    graph = import_graph()
+    climbs = [f"{a} ({layer(a)}) -> {b} ({layer(b)}), line {line}"
+              for a, targets in sorted(graph.items()) for b, line in sorted(targets.items()) if layer(b) > layer(a)]
+    assert not climbs, "imports into a later stage (move the shared piece down):\n" + "\n".join(climbs)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: setup setup-test run test bench clean
+.PHONY: setup setup-test setup-lint run test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,15 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
 	touch $@
 
+$(VENV)/.installed-lint: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[lint]'
+	touch $@
+
 setup: $(VENV)/.installed
 
 setup-test: $(VENV)/.installed-test
+
+setup-lint: $(VENV)/.installed-lint
 
 run: setup
 	$(BIN)/memunlearn run $(ARGS)
@@ -35,6 +41,11 @@ test: setup-test
 		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium is not installed (needs root and apt-get): the browser tests in tests/test_report.py will skip"; }
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# ruff and mypy as configured in pyproject.toml ([tool.ruff], [tool.mypy]); CI runs this before the tests.
+lint: setup-lint
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src/memunlearn
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -41,7 +41,7 @@ def main() -> None:
     setting = resolve_setting(spec)
     split = prepare_split(spec, setting, 0, "iid:0.1", lambda line: None)  # caches the original and oracle
     direct, through = [], []
-    for repeat in range(args.repeats):
+    for _ in range(args.repeats):
         start = time.perf_counter()
         for lr in LRS:
             result = unlearn("finetune", split.original, split.forget, split.retain, lr=lr, epochs=1, seed=0,

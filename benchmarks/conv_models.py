@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models import MODELS, register_model, reset_submodules
+from memunlearn.models import MODELS, register_model, reset_submodules
 
 
 class ThreeBlockCNN(nn.Module):
@@ -25,7 +25,7 @@ class ThreeBlockCNN(nn.Module):
                  flatten_head: bool = False):
         super().__init__()
         w = width
-        side = -(-(-(-image_size // 2)) // 2)  # two ceil-mode 2x2 pools
+        side = -(-image_size // 4)  # two ceil-mode 2x2 pools: ceil(ceil(size / 2) / 2) = ceil(size / 4)
 
         def block(c_in: int, c_out: int) -> list[nn.Module]:
             return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]

@@ -71,7 +71,7 @@ def main() -> None:
     for config in args.configs.split(","):
         executor, _, workers = config.partition(":")
         walls, member_means = [], []
-        for repeat in range(args.repeats):
+        for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as folder:
                 start = time.perf_counter()
                 pool = build_pool(data, spec, args.pool_size, pool_dir=folder, executor=executor,

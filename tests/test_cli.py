@@ -1,8 +1,9 @@
 """The command line end to end, and its handling of bad input (exit 2, one line, nothing written)."""
 
+import contextlib
+import io
 import json
 import subprocess
-import sys
 
 import pytest
 
@@ -11,10 +12,12 @@ from memunlearn.cli import main
 TINY = ["--epochs", "4", "--methods", "finetune,neggrad+,random-label", "--set", "finetune.epochs=1", "--set", "neggrad+.epochs=1", "--set", "random-label.epochs=1"]
 
 
-def run_cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "memunlearn", *args], capture_output=True, text=True, cwd=cwd, timeout=600
-    )
+def run_cli(*args):
+    """The command line in-process (no interpreter start-up per case): its exit code and what it printed."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["memunlearn", *args], code, stdout.getvalue(), stderr.getvalue())
 
 
 def test_run_end_to_end_tiny(tmp_path, capsys):

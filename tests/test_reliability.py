@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from memunlearn import build_model
-from memunlearn.checkpoints import cached, load_model, model_metadata, read_checkpoint, save_checkpoint
+from memunlearn.checkpoints import cached, load_model, model_metadata, save_checkpoint
 from memunlearn.cli import interrupted_message, main
 from memunlearn.errors import CheckpointError, ConfigError, DamagedArtefactWarning, DivergedError, OutputError
 from memunlearn.io import check_output_dir, check_output_file, json_checksum, sha256_of_tensors, write_json

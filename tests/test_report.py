@@ -424,7 +424,7 @@ def test_privacy_section_shows_ulira_with_intervals_and_the_retrain_floor(tmp_pa
     text = out.read_text()
     assert "### Per-example privacy: U-LiRA and the NeurIPS-2023 score" in text
     floor = row["reference_metrics"]["retrain"]["ulira"]["metrics"]["auc"]
-    assert f"retrain (floor) · ulira | " in text and f"{floor['value']:.3f} [{floor['low']:.3f}, {floor['high']:.3f}]" in text
+    assert "retrain (floor) · ulira | " in text and f"{floor['value']:.3f} [{floor['low']:.3f}, {floor['high']:.3f}]" in text
     for label, entry in row["methods"].items():
         accuracy = entry["ulira"]["metrics"]["accuracy"]
         assert f"| {label} · ulira | {accuracy['value']:.3f} [{accuracy['low']:.3f}, {accuracy['high']:.3f}]" in text

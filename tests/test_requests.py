@@ -186,7 +186,7 @@ def test_requests_end_to_end(tmp_path, monkeypatch):
     everything = np.concatenate(files)
     assert len(np.unique(everything)) == len(everything)
     retain_size = N_TRAIN
-    for k, (record, row, indices) in enumerate(zip(records, plan, files), start=1):
+    for record, row, indices in zip(records, plan, files):
         assert record["forget_size"] == row["forget_size"] == len(indices)
         assert record["retain_size"] == row["retain_size"] == retain_size - len(indices)
         assert record["forgotten_total"] == N_TRAIN - record["retain_size"]

@@ -97,7 +97,7 @@ def available_forget_kinds() -> list[str]:
 
 
 # Modules that register more kinds when imported (``import memunlearn`` no longer imports them).
-_KIND_MODULES = ("memunlearn.memorization", "memunlearn.backdoor")
+_KIND_MODULES = ("memunlearn.memorization.forget_kinds", "memunlearn.backdoor")
 
 
 def _load_kind_modules() -> None:
@@ -313,4 +313,3 @@ register_forget_kind("classes", _partial_classes)
 register_forget_kind("full-class", _full_class)
 register_forget_kind("mislabeled", _mislabeled)
 register_forget_kind("indices", _explicit)
-from . import backdoor as _backdoor  # noqa: E402,F401  registers the backdoor forget kind

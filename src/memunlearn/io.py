@@ -21,7 +21,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import IO, Any, Iterator, Mapping
 
 from .errors import OutputError
 
@@ -262,7 +262,7 @@ class FileLock:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(str(path) + ".lock")
-        self._handle = None
+        self._handle: IO[str] | None = None
 
     def acquire(self, blocking: bool = True, waiting_message: str | None = None) -> bool:
         """Take the lock; with ``blocking=False`` return False at once if another holder has it.

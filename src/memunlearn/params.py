@@ -47,6 +47,13 @@ class Param:
     log: bool = False
     help: str = ""
 
+    @property
+    def searched(self) -> tuple[Any, ...]:
+        """The search range (or values); a ValueError for a parameter that is not searched."""
+        if self.search is None:
+            raise ValueError("this hyperparameter declares no search range")
+        return self.search
+
     def describe_range(self) -> str:
         if self.kind == "bool":
             return "true or false"

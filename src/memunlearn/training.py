@@ -244,7 +244,7 @@ def train(
     generator = seed_everything(config.seed)
     model.to(device)
     if config.fast:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # accepted at run time; not in the stubs
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
@@ -276,7 +276,7 @@ def train(
                 advance()
     model.eval()
     if config.fast:
-        model.to(memory_format=torch.contiguous_format)
+        model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # as above
     check_weights_finite(model, description)
     return TrainResult(model, dynamics, time.perf_counter() - start, step, step and len(examples) * config.epochs, config)
 

@@ -202,7 +202,7 @@ def _stratified_indices(labels: np.ndarray, n: int, rng: np.random.Generator, wh
 def _checked(name: str, raw: RawData | tuple) -> RawData:
     """Check what a reader returned (registered readers may be the user's own)."""
     x_train, y_train, x_test, y_test, classes = raw
-    raw = RawData(*(np.asarray(a) for a in (x_train, y_train, x_test, y_test)), list(classes))
+    raw = RawData._make([*(np.asarray(a) for a in (x_train, y_train, x_test, y_test)), list(classes)])
     for split in ("train", "test"):
         x, y = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")
         if x.ndim != 4 or len(x) != len(y) or y.ndim != 1:
@@ -250,7 +250,7 @@ def _read_cache(folder: Path) -> tuple[RawData, str] | None:
         arrays = [np.load(folder / f"{a}.npy", allow_pickle=False) for a in _ARRAYS]
         if [list(a.shape) for a in arrays] != meta["shapes"]:
             return None
-        return RawData(*arrays, meta["classes"]), meta["fingerprint"]
+        return RawData._make([*arrays, meta["classes"]]), meta["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError, EOFError):
         return None
 

@@ -202,7 +202,7 @@ class StreamedExamples:
         self.loader_options = dict(loader_options) if loader_options is not None else {"collate_fn": collate_pairs}
 
     def __len__(self) -> int:
-        return len(self.dataset) if self.indices is None else len(self.indices)
+        return len(self.dataset) if self.indices is None else len(self.indices)  # type: ignore[arg-type]  # map-style: sized
 
     def __repr__(self) -> str:
         return f"StreamedExamples({type(self.dataset).__name__}, {len(self)} examples)"
@@ -415,7 +415,7 @@ def _loader_indices(loader: torch_data.DataLoader) -> np.ndarray | None:
     """The dataset items a loader visits, in one draw of its sampler (None: each item once)."""
     sampler = loader.sampler
     if loader.batch_size is None:  # a custom batch_sampler
-        return np.asarray([i for batch in loader.batch_sampler for i in batch], dtype=np.int64)
+        return np.asarray([i for batch in loader.batch_sampler for i in batch], dtype=np.int64)  # type: ignore[union-attr]  # set with batch_size None
     if isinstance(sampler, torch_data.SequentialSampler):
         return None
     if (isinstance(sampler, torch_data.RandomSampler) and not sampler.replacement

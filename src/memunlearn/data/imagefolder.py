@@ -119,7 +119,7 @@ def read_imagefolder(data_dir: Path | None, **options: Any) -> RawData:
     failures = [f"{path} ({error})" for path, (_, error) in zip(paths, decoded) if error is not None]
     if failures:
         raise DataError(f"imagefolder: cannot read {len(failures)} image(s): {_show(failures)}")
-    images = np.stack([image for image, _ in decoded])  # [N, size, size, 3]
+    images = np.stack([image for image, _ in decoded if image is not None])  # [N, size, size, 3] (none failed)
     grey = bool((images[..., 0] == images[..., 1]).all() and (images[..., 1] == images[..., 2]).all())
     channels = options["channels"]
     if channels == "grayscale" or (channels == "auto" and grey):

@@ -23,7 +23,7 @@ from ..checkpoints import artefact_key
 from ..errors import DivergedError
 from ..evaluation import compare_to_oracle
 from ..io import FileLock, atomic_path, json_checksum, strict_json
-from ..methods import method_defaults, unlearn
+from ..methods import UnlearnResult, method_defaults, unlearn
 from ..rum import RunPartitions, parse_entry, run_entry
 from .setup import Setting, Split, evaluate_split
 from .spec import ExperimentSpec
@@ -106,6 +106,7 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpe
     device = str(setting.device)
     pipeline = parse_entry(cell.entry)
     hparams: dict[str, Any]
+    result: UnlearnResult  # a PipelineResult (a subclass, with step_records) for a pipeline
     try:
         if pipeline is not None:
             partitions = _partitions(split, setting, rum_score)
@@ -133,7 +134,7 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpe
     entry.update(extra)
     entry.update(result.details)
     if pipeline is not None:
-        entry["steps"] = result.step_records
+        entry["steps"] = result.step_records  # type: ignore[attr-defined]  # a PipelineResult here
         entry["rum"] = _partitions(split, setting, rum_score).description
     return strict_json(entry)
 

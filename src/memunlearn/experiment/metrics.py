@@ -16,13 +16,15 @@ measured floor.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from torch import nn
 
 from ..registry import Registry
-from .setup import Setting, Split
-from .spec import ExperimentSpec
+
+if TYPE_CHECKING:  # annotations only: the spec checks metric names here, so this module must not import it back
+    from .setup import Setting, Split
+    from .spec import ExperimentSpec
 
 MetricFn = Callable[["MetricContext"], dict[str, Any]]
 METRICS: Registry[MetricFn] = Registry("metric")

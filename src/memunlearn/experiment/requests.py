@@ -61,6 +61,7 @@ from ..methods import method_defaults, unlearn
 from ..rum import RunPartitions, parse_entry, retain_indices_per_step, run_entry
 from ..training import accuracy
 from .cells import Cell, CellStore, _partitions
+from .request_rules import SINGLE_SET_KINDS, check_request_rules  # noqa: F401  (their home)
 from .setup import Setting, Split, evaluate_split, train_cached
 from .spec import ExperimentSpec, MethodCell
 from .summary import summarise_entries
@@ -68,34 +69,7 @@ from .summary import summarise_entries
 # Bump when what a request computes changes, so old request results are not reused.
 REQUESTS_FORMAT = 2  # 2: methods default to their official recipes (issue 18)
 
-# Forget kinds that make one forget set, not a sequence drawn from what is still retained.
-SINGLE_SET_KINDS = {
-    "full-class": "it removes every example of its classes at once, so a second request would find none left",
-    "indices": "an index file names one fixed set, so a second request would forget the same examples again",
-    "mislabeled": "it flips labels before the original model trains; the flipped examples are one forget set",
-    "backdoor": "it poisons images before the original model trains; the poisoned examples are one forget set",
-}
 COST_SUMS = ("wall_time", "steps", "examples")
-
-
-def check_request_rules(rules: Sequence[str], count: int, where: str = "--requests") -> None:
-    """Refuse forget rules that cannot make ``count`` successive requests, before any work.
-
-    Raises:
-        ConfigError: ``count`` >= 2 with a ``full-class``, ``indices``, ``mislabeled`` or
-            ``backdoor`` rule (each makes one forget set, not a sequence).
-
-    Example:
-        >>> check_request_rules(["iid:0.02"], 5)
-        >>> check_request_rules(["full-class:3"], 1)
-    """
-    if count < 2:
-        return
-    for rule in rules:
-        kind = rule.partition(":")[0]
-        if kind in SINGLE_SET_KINDS:
-            raise ConfigError(f"{where}: {count} requests of the forget rule {rule!r} cannot be drawn: "
-                              f"{SINGLE_SET_KINDS[kind]}; use one request, or a rule such as iid:0.02")
 
 
 def request_seed(seed: int, request: int) -> int:
@@ -422,6 +396,7 @@ class RequestSequence:
             raise DivergedError(f"{self.cell.label}, request {k} (computed again: its model was not kept)",
                                 reason=record.get("error", record["status"]))
         self.records[k - 1] = record
+        assert self.model is not None  # _compute_and_keep keeps the model it computed
         return self.model
 
     def _compute_and_keep(self, k: int) -> dict[str, Any]:
@@ -536,7 +511,7 @@ def _pipeline_request(plan: RequestPlan, cell: MethodCell, k: int, previous_mode
     result = run_entry(cell.entry, previous_model, train, partitions,
                        hparams=cell.hparams, seed=seed_k, device=str(setting.device))
     extra: dict[str, Any] = {"steps": result.step_records}
-    if parse_entry(cell.entry)[0] in ("rum", "rum-f") and partitions.description is not None:
+    if (parse_entry(cell.entry) or ("",))[0] in ("rum", "rum-f") and partitions.description is not None:
         extra["rum"] = partitions.description
         if partitions.description.get("source") != "forget set parts":
             extra["rum_score"] = {"source": spec.rum_score, **score_record}

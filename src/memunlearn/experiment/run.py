@@ -5,19 +5,22 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from .. import __version__
 from ..checkpoints import cache_root
 from ..io import check_output_dir, strict_json, write_json
-from ..tuning import apply_tuned
 from .cells import Cell, CellStore, cell_key, compute_cell
+from .hparams import apply_tuned
 from .metrics import floor_metrics
 from .setup import Setting, Split, prepare_split, resolve_setting
 from .spec import ExperimentSpec, MethodCell, check_spec, spec_from_dict
 from .summary import summarise, versions
+
+if TYPE_CHECKING:
+    from . import RunConfig
 
 Log = Callable[[str], None]
 
@@ -27,7 +30,7 @@ def _quiet(_: str) -> None:
 
 
 def run_experiment(
-    spec: ExperimentSpec,
+    spec: ExperimentSpec | RunConfig,
     out_dir: str | Path | None = None,
     log: Log = _quiet,
     command: str | None = None,
@@ -189,7 +192,7 @@ def compute_or_reuse(cell: Cell, split: Split, setting: Setting, spec: Experimen
         return result, False
 
 
-_WORKER_STATE: dict[str, Any] = {}
+_WORKER_STATE: dict[str | tuple[int, str], Any] = {}  # "setting", and (seed, rule) -> its split
 
 
 def _cell_task(cell: Cell, shared: dict[str, Any]) -> tuple[dict[str, Any], bool]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from ..forget import ForgetContext, ForgetSet, make_forget_set
 from ..models import build_model
 from ..training import TrainConfig, TrainingDynamics, accuracy, get_device, recipe_for, train, with_epochs
 from .spec import ExperimentSpec
+
+if TYPE_CHECKING:
+    from . import RunConfig
 
 # The independent retrain (the noise floor) uses the oracle's recipe with this seed offset.
 NOISE_FLOOR_SEED_OFFSET = 1_000_003
@@ -73,7 +76,7 @@ def hold_out_validation(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
                    classes=list(dataset.classes), fingerprint=hashlib.sha256(tag.encode()).hexdigest()[:16])
 
 
-def resolve_setting(spec: ExperimentSpec) -> Setting:
+def resolve_setting(spec: ExperimentSpec | RunConfig) -> Setting:
     """Load the data and fill in the dataset's recipe where the spec leaves it open.
 
     ``spec`` may also be a :class:`~memunlearn.experiment.RunConfig` (the command line's view).

@@ -329,7 +329,7 @@ def spec_from_dict(payload: Mapping[str, Any], source: str | None = None, text: 
             target = rename.get(key, key)
             if target not in known:
                 raise ConfigError(f"{where(name, key)}: unknown key; known: {', '.join(sorted(known))}")
-            out[target] = _typed(value, known[target].type, where(name, key))
+            out[target] = _typed(value, known[target].type, where(name, key))  # type: ignore[arg-type]  # a str: annotations are postponed
         return cls(**out)
 
     data = section("data", DataSpec)
@@ -373,7 +373,7 @@ def _typed(value: Any, annotation: str, where: str) -> Any:
     expected = {"str": str, "int": int, "float": (int, float), "bool": bool}[base]
     if isinstance(value, bool) and base != "bool":
         raise ConfigError(f"{where}: must be {_article(base)}, got {value!r}")
-    if not isinstance(value, expected):
+    if not isinstance(value, expected):  # type: ignore[arg-type]  # mypy joins the table's types to object
         raise ConfigError(f"{where}: must be {_article(base)}, got {value!r}")
     return float(value) if base == "float" else value
 
@@ -528,7 +528,7 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
     if spec.requests.count is not None:
         if spec.requests.count < 1:
             raise ConfigError(f"{where('requests', 'count')}: must be at least 1, got {spec.requests.count}")
-        from .requests import check_request_rules
+        from .request_rules import check_request_rules
 
         check_request_rules(spec.forget, spec.requests.count, where("requests", "count"))
     if spec.tuning.cost_cap <= 0:
@@ -539,7 +539,7 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
     if spec.tuning.sampler not in ("tpe", "grid", "random"):
         raise ConfigError(f"{where('tuning', 'sampler')}: must be tpe, grid or random, got {spec.tuning.sampler!r}")
     if spec.hparams_file is not None:
-        from ..tuning import load_hparams
+        from .hparams import load_hparams
 
         load_hparams(spec.hparams_file)  # a missing or malformed file stops here, before any work
     if spec.device not in ("auto", "cpu", "cuda") and not spec.device.startswith("cuda:"):

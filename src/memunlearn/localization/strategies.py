@@ -348,9 +348,9 @@ def localize(
     topk_rule = resolve_topk_rule(model, topk_rule)
     forget = as_examples(forget, name="forget")
     data = None if data is None else as_examples(data, name="data")
-    options = LocalizeOptions(batch_size, device, seed, topk_rule, topk_fraction, reference, data)
+    options = LocalizeOptions(batch_size, device, seed, topk_rule, topk_fraction, reference, data)  # type: ignore[arg-type]  # streamed data iterates like Examples
     start = time.perf_counter()
-    mask = strategy_fn(model, forget, budget, options)
+    mask = strategy_fn(model, forget, budget, options)  # type: ignore[arg-type]  # as above
     mask.info = {
         "strategy": strategy, "budget": budget, "selected": mask.selected, "total": mask.total,
         "examples": len(forget), "seed": seed, "topk_rule": topk_rule, "topk_fraction": topk_fraction,

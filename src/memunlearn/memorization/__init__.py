@@ -48,7 +48,7 @@ def infer_architecture(model: nn.Module | None) -> tuple[str | None, int | None]
 
     if model is None or not hasattr(model, "classifier"):
         return None, None
-    features = model.classifier.in_features
+    features: int = model.classifier.in_features  # type: ignore[union-attr,assignment]  # a Linear in our models
     # classifier input width = width × this factor
     for cls, name, factor in ((SmallCNN, "cnn", 4), (ResNet18, "resnet18", 8), (SmallViT, "vit", 1), (MLP, "mlp", 1)):
         if isinstance(model, cls):
@@ -168,8 +168,6 @@ def memorization_scores(
         raise ConfigError(f"{source}: {len(scores)} scores for {n} training examples")
     return scores
 
-
-from . import forget_kinds as _forget_kinds  # noqa: E402,F401  (registers memorization/entanglement)
 
 __all__ = [
     "DEFAULT_POOL_SIZE", "DEFAULT_SUBSET_FRACTION", "EXACT", "LEVELS", "MemorizationEstimate", "ModelPool",

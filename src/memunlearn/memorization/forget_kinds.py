@@ -104,9 +104,9 @@ def _memorization(dataset: Dataset, argument: str, seed: int, context: ForgetCon
 @torch.no_grad()
 def penultimate_features(model: torch.nn.Module, x: torch.Tensor, device: str = "auto", batch_size: int = 512) -> torch.Tensor:
     """``model.features(x)`` in eval mode, batched, on the CPU."""
-    device = get_device(device)
-    model = model.eval().to(device)
-    return torch.cat([model.features(x[i : i + batch_size].to(device)).float().cpu()
+    target = get_device(device)
+    model = model.eval().to(target)
+    return torch.cat([model.features(x[i : i + batch_size].to(target)).float().cpu()  # type: ignore[operator]  # our models define features()
                       for i in range(0, len(x), batch_size)])
 
 

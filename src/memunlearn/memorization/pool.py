@@ -533,7 +533,8 @@ def load_pool(
     indices = range(pool_size) if pool_size is not None else sorted(
         int(p.stem.split("-")[1]) for p in directory.glob("member-*.safetensors") if p.stem.split("-")[1].isdigit()
     )
-    members, absent = [], []
+    members: list[Any] = []
+    absent: list[Any] = []  # member numbers
     for k in indices:
         member = read_member(member_path(directory, k), info["key"], k, data["n_train"], data["n_test"], data["num_classes"])
         (members if member is not None else absent).append(member if member is not None else k)

@@ -42,6 +42,20 @@ class ProxyInputs:
     def option(self, name: str, default: Any) -> Any:
         return (self.options or {}).get(name, default)
 
+    @property
+    def original(self) -> nn.Module:
+        """The model, for proxies that need it (``needs="model"``: they are given one)."""
+        if self.model is None:
+            raise ConfigError("this memorization proxy needs the original model")
+        return self.model
+
+    @property
+    def recorded_dynamics(self) -> TrainingDynamics:
+        """The training dynamics, for proxies that need them (``needs="dynamics"``)."""
+        if self.dynamics is None:
+            raise ConfigError("this memorization proxy needs the training dynamics of the original model")
+        return self.dynamics
+
 
 @dataclass
 class ProxyResult:
@@ -234,7 +248,7 @@ def symmetric_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> np.ndarray:
 
 
 def _el2n(inputs: ProxyInputs) -> np.ndarray:
-    logits = predict_logits(inputs.model, inputs.dataset.train, inputs.device)
+    logits = predict_logits(inputs.original, inputs.dataset.train, inputs.device)
     return el2n_score(logits, inputs.dataset.train.y)
 
 
@@ -306,7 +320,7 @@ def _holdout_retraining(inputs: ProxyInputs) -> np.ndarray:
     discarded, so no evaluation ever sees it. Finetuning follows the official recipe
     (:func:`finetune_until_plateau`); every setting is a ``holdout_*`` option.
     """
-    finetuned = copy.deepcopy(inputs.model)
+    finetuned = copy.deepcopy(inputs.original)
     finetune_until_plateau(
         finetuned, inputs.dataset.test,
         max_epochs=int(inputs.option("holdout_epochs", 30)), lr=float(inputs.option("holdout_lr", 0.1)),
@@ -315,7 +329,7 @@ def _holdout_retraining(inputs: ProxyInputs) -> np.ndarray:
         batch_size=int(inputs.option("holdout_batch_size", recipe_for(inputs.dataset.name).train.batch_size)),
         patience=int(inputs.option("holdout_patience", 4)), device=inputs.device, seed=inputs.seed,
     )
-    before = predict_logits(inputs.model, inputs.dataset.train, inputs.device)
+    before = predict_logits(inputs.original, inputs.dataset.train, inputs.device)
     after = predict_logits(finetuned, inputs.dataset.train, inputs.device)
     return symmetric_kl(before, after)
 
@@ -324,7 +338,7 @@ def _grad_norm(inputs: ProxyInputs) -> np.ndarray:
     """‖∇_θ CE(f_θ(x_i), y_i)‖₂ over ALL parameters, per example, with torch.func (eval mode)."""
     from torch.func import functional_call, grad, vmap
 
-    model = inputs.model.eval().to(inputs.device)
+    model = inputs.original.eval().to(inputs.device)
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
 
@@ -377,7 +391,7 @@ def loss_curvature_score(
 def _loss_curvature(inputs: ProxyInputs) -> np.ndarray:
     """Curvature of the FINAL model (Garg et al. average it over training checkpoints, which
     would need an extra training run; the final model is what an unlearning user has)."""
-    model = inputs.model.eval().to(inputs.device)
+    model = inputs.original.eval().to(inputs.device)
     generator = torch.Generator().manual_seed(inputs.seed)
     directions = int(inputs.option("curvature_directions", 10))
     step = float(inputs.option("curvature_step", 1e-3))
@@ -387,15 +401,15 @@ def _loss_curvature(inputs: ProxyInputs) -> np.ndarray:
     ])
 
 
-register_proxy("confidence", lambda i: confidence_score(i.dynamics), "dynamics",
+register_proxy("confidence", lambda i: confidence_score(i.recorded_dynamics), "dynamics",
                "1 − mean true-label probability over training epochs")
-register_proxy("max-confidence", lambda i: max_confidence_score(i.dynamics), "dynamics",
+register_proxy("max-confidence", lambda i: max_confidence_score(i.recorded_dynamics), "dynamics",
                "1 − mean max probability over training epochs")
-register_proxy("entropy", lambda i: entropy_score(i.dynamics), "dynamics",
+register_proxy("entropy", lambda i: entropy_score(i.recorded_dynamics), "dynamics",
                "mean predictive entropy over training epochs")
-register_proxy("binary-accuracy", lambda i: binary_accuracy_score(i.dynamics), "dynamics",
+register_proxy("binary-accuracy", lambda i: binary_accuracy_score(i.recorded_dynamics), "dynamics",
                "1 − fraction of training epochs classified correctly")
-register_proxy("forgetting-events", lambda i: forgetting_events_score(i.dynamics), "dynamics",
+register_proxy("forgetting-events", lambda i: forgetting_events_score(i.recorded_dynamics), "dynamics",
                "correct → incorrect transitions between epochs (never learned = epochs)")
 register_proxy("holdout-retraining", _holdout_retraining, "model",
                "symmetric KL between θ_o and θ_o finetuned on the test split")

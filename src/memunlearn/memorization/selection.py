@@ -7,7 +7,7 @@ estimate) are never selected.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence, overload
 
 import numpy as np
 
@@ -45,6 +45,12 @@ def _closest(scores: np.ndarray, candidates: np.ndarray, target: float, size: in
     return candidates[order[:size]]
 
 
+@overload
+def select_by_memorization(scores: Sequence[float] | np.ndarray, level: str | float, size: int, *, exact: bool = ...,
+                           return_parts: Literal[False] = ...) -> np.ndarray: ...
+@overload
+def select_by_memorization(scores: Sequence[float] | np.ndarray, level: str | float, size: int, *, exact: bool = ...,
+                           return_parts: Literal[True]) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
 def select_by_memorization(
     scores: Sequence[float] | np.ndarray,
     level: str | float,

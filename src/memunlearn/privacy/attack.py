@@ -244,6 +244,7 @@ def attack_metrics(
         return _metrics_from_curve(fpr, tpr, float(w[labels & above].sum() / pos), float(w[~labels & ~above].sum() / neg))
 
     point = compute(None)
+    assert point is not None  # both classes are present (checked above), so the full sample scores
     samples: dict[str, list[float]] = {k: [] for k in point}
     rng = np.random.default_rng(seed)
     for _ in range(n_bootstrap):

@@ -55,7 +55,7 @@ def derived_seed(*parts: int) -> int:
 
 def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     buffer = io.BytesIO()
-    np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
+    np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
 
@@ -156,6 +156,7 @@ def member_forget_indices(dataset: Dataset, subset: np.ndarray, rule: str, seed:
             return subset[make_forget_set(rule, member_data, draw_seed, context).indices]
         except ForgetSetError as exc:
             refused = exc
+    assert refused is not None  # FORGET_DRAWS >= 1
     raise refused
 
 

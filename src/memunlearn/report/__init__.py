@@ -22,7 +22,7 @@ __all__ = [
 
 # Building a page imports matplotlib; keep ``import memunlearn.report`` (the terminal table) light.
 _LAZY = {
-    "write_report": "document", "build_report": "document", "render_html": "html",
+    "write_report": "write", "build_report": "document", "render_html": "html",
     "render_markdown": "markdown", "load_results": "data",
 }
 

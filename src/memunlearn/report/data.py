@@ -91,7 +91,7 @@ class Block:
     retrain: Row | None = None
     retrain_note: str | None = None
     seeds: list[Any] = field(default_factory=list)
-    per_seed: list[dict[str, Any]] = field(default_factory=list)
+    per_seed: list[Mapping[str, Any]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def compared(self) -> list[Row]:
@@ -301,6 +301,7 @@ def summary_block(summary: Any, per_seed: Any, rule: str | None, title: str, lab
     oracle = None
     if isinstance(summary.get("oracle"), Mapping):
         oracle = row_from_summary("oracle (retrain, same seed)", summary["oracle"])
+    retrain: Row | None
     if isinstance(summary.get("noise_floor"), Mapping) and canonical_stats(summary["noise_floor"]):
         retrain, note = row_from_summary(NOISE_FLOOR, summary["noise_floor"]), None
     else:
@@ -355,7 +356,7 @@ def run_setting(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
         lines.append(("model", f"{setting.get('model', '?')} width {setting.get('width', '?')}" + (f"; {recipe}" if recipe else "")))
     forget = raw.get("forget_set") or {}
     if forget:
-        sizes = sorted({v.get("size") for v in (forget.get("per_seed") or {}).values() if isinstance(v, Mapping)} - {None})
+        sizes = sorted({v["size"] for v in (forget.get("per_seed") or {}).values() if isinstance(v, Mapping) and v.get("size") is not None})
         lines.append(("forget rule", f"{forget.get('rule', '?')}" + (f" ({', '.join(map(str, sizes))} examples)" if sizes else "")))
     if seeds:
         lines.append(("seeds", f"{', '.join(map(str, seeds))} (each with its own oracle; intervals are 95% Student-t over {len(seeds)} seed{'s' if len(seeds) != 1 else ''})"))
@@ -439,7 +440,7 @@ def _parse_groups(raw: Mapping[str, Any], label: str) -> Results:
     sizes = []
     for group in groups:
         per_seed = (group.get("forget_set") or {}).get("per_seed") or {}
-        sizes.append(sorted({v.get("size") for v in per_seed.values() if isinstance(v, Mapping)} - {None}))
+        sizes.append(sorted({v["size"] for v in per_seed.values() if isinstance(v, Mapping) and v.get("size") is not None}))
     forget_line = "; ".join(rule + (f" ({', '.join(map(str, size))} examples)" if size else "") for rule, size in zip(rules, sizes))
     results.setting.insert(min(2, len(results.setting)), ("forget rule" if len(rules) == 1 else "forget rules", forget_line))
     evaluated_on = (raw.get("dataset") or {}).get("evaluated_on")
@@ -555,7 +556,7 @@ def _is_proxies(raw: Mapping[str, Any]) -> bool:
 def _parse_proxies(raw: Mapping[str, Any], label: str) -> Results:
     """Memorization proxies against exact scores: Spearman ρ and cost per proxy."""
     results = _benchmark_header(raw, "Memorization proxies vs exact scores", label)
-    setting = raw.get("setting") if isinstance(raw.get("setting"), Mapping) else raw.get("size") or {}
+    setting = (raw.get("setting") if isinstance(raw.get("setting"), Mapping) else raw.get("size")) or {}
     if setting.get("dataset"):
         results.setting.insert(0, ("dataset", f"{setting.get('dataset')} ({setting.get('n_train', '?')} training examples), "
                                               f"model {setting.get('model', '?')} width {setting.get('width', '?')}"))

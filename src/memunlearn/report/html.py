@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .document import Bullets, Code, Facts, Figure, Heading, Report, Section, Table, Text, build_report
+from .blocks import Bullets, Code, Facts, Figure, Heading, Report, Section, Table, Text
+from .document import build_report
 
 CSS = """
 :root { color-scheme: light; }

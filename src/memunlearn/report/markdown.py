@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .document import Bullets, Code, Facts, Figure, Heading, Report, Table, Text, build_report
+from .blocks import Bullets, Code, Facts, Figure, Heading, Report, Table, Text
+from .document import build_report
 
 
 def render_markdown(report: Report | Mapping[str, Any] | str | Path, level: int = 2) -> str:

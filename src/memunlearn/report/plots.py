@@ -12,11 +12,13 @@ import itertools
 import math
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # never open a window; figures are built with Figure() and saved as SVG
 
+from matplotlib.artist import Artist  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
@@ -28,7 +30,7 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", "p", ">", "h", "d")
 HATCHES = ("", "///", "...", "xxx", "\\\\\\", "+++")
 LINESTYLES = ("-", "--", "-.", ":")
 BAND = "#bbbbbb"
-RC = {
+RC: dict[Any, Any] = {  # rc keys; matplotlib types them as literals
     "svg.fonttype": "path", "svg.hashsalt": "memunlearn", "font.size": 10, "axes.titlesize": 11,
     "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
     "legend.fontsize": 9, "legend.framealpha": 0.9,
@@ -109,7 +111,7 @@ def interval_dots(
         ax.set_xlabel(f"{label} ({unit})")
         ax.set_title(label)
     axes[0].set_yticks(positions, names)
-    handles = [
+    handles: list[Artist] = [
         Line2D([], [], marker=MARKERS[0], color="#444444", ls="", mfc="#444444", label="indistinguishable (filled)"),
         Line2D([], [], marker=MARKERS[0], color="#444444", ls="", mfc="white", label="not (hollow)"),
         Line2D([], [], color="black", lw=0.8, ls=":", label="the oracle"),
@@ -130,7 +132,7 @@ def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
         ['d', 'a', 'b']
     """
     front, best = [], -math.inf
-    for name, cost, quality in sorted(points, key=lambda p: (p[1], -p[2])):
+    for name, _cost, quality in sorted(points, key=lambda p: (p[1], -p[2])):
         if quality > best:
             front.append(name)
             best = quality
@@ -158,7 +160,7 @@ def cost_vs_quality(
     usable = [row for row in rows if (row.mean("time_fraction") or 0) > 0]
     fig, axes = figure(10.0, 4.9, ncols=len(keys))
     shown = usable + ([reference] if reference is not None and (reference.mean("time_fraction") or 0) > 0 else [])
-    costs = [row.mean("time_fraction") for row in shown]
+    costs = [row.mean("time_fraction") or 0.0 for row in shown]  # all > 0 (filtered above)
     log = bool(costs) and max(costs) / min(costs) > 8
     style = {row.name: (COLORS[i % len(COLORS)], MARKERS[i % len(MARKERS)]) for i, row in enumerate(usable)}
     if reference is not None:
@@ -167,7 +169,8 @@ def cost_vs_quality(
         band = bands.get(key)
         if band is not None:
             ax.axhspan(band[0], min(band[1], 1.02), facecolor=BAND, alpha=0.45, hatch="///", edgecolor="#888888", lw=0)
-        points = [(row.name, row.mean("time_fraction"), row.mean(key)) for row in usable if row.mean(key) is not None]
+        points = [(row.name, row.mean("time_fraction") or 0.0, quality) for row in usable
+                  if (quality := row.mean(key)) is not None]
         front = pareto_front(points)
         for row in shown:
             quality, half = _value(row, key)
@@ -187,15 +190,15 @@ def cost_vs_quality(
             _log_axis(ax)
         ax.axhline(1.0, color="black", lw=0.8, ls=":")
         qualities = [q for _, _, q in points] + ([band[0]] if band else [])
-        if reference is not None and reference.mean(key) is not None:
-            qualities.append(reference.mean(key))
+        if reference is not None and (reference_quality := reference.mean(key)) is not None:
+            qualities.append(reference_quality)
         if qualities:
             ax.set_ylim(max(0.0, math.floor((min(qualities) - 0.05) * 10) / 10), 1.03)
         ax.set_xlabel("time / the oracle's retrain time" + (" (log scale)" if log else ""))
         ax.set_ylabel(f"{label} (1 = oracle)")
         ax.set_title(f"{label} against cost")
-    handles = [Line2D([], [], marker=style[row.name][1], color=style[row.name][0], ls="", ms=8, label=row.label)
-               for row in shown]
+    handles: list[Artist] = [Line2D([], [], marker=style[row.name][1], color=style[row.name][0], ls="", ms=8,
+                                    label=row.label) for row in shown]
     handles.append(Line2D([], [], color="black", lw=1.2, ls="--", label="Pareto front"))
     if any(bands.get(key) for key, _ in keys):
         handles.append(Patch(facecolor=BAND, alpha=0.45, hatch="///", edgecolor="#888888", label=band_label))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .data import NOISE_FLOOR, Block, Results, Row, is_number
-from .document import Code, Facts, Figure, Heading, Section, Table, Text
+from .blocks import Code, Facts, Figure, Heading, Section, Table, Text
 
 TOW_KEYS = (("tow", "ToW"), ("tow_mia", "ToW-MIA"))
 GAP_KEYS = (("gap_forget", "Δforget"), ("gap_retain", "Δretain"), ("gap_test", "Δtest"), ("gap_mia", "ΔMIA"))
@@ -90,7 +90,7 @@ def cost_phrase(fraction: float | None, examples: float | None = None) -> str:
     if fraction is None and examples is None:
         return "cost not recorded"
     if fraction is None:
-        return f"{_percent(examples)} of the oracle's examples"
+        return f"{_percent(examples or 0.0)} of the oracle's examples"  # not None either (checked above)
     text = f"{_percent(fraction)} of the oracle's time"
     if examples is not None:
         text += f", {_percent(examples)} of its examples"
@@ -140,7 +140,7 @@ def indistinguishable(block: Block, row: Row) -> bool:
     bars = thresholds(block)
     if not bars or row.seeds_ok == 0:
         return False
-    return all(row.mean(key) is not None and row.mean(key) >= bar for key, bar in bars.items())
+    return all((mean := row.mean(key)) is not None and mean >= bar for key, bar in bars.items())
 
 
 def vacuous(block: Block) -> bool:
@@ -158,7 +158,7 @@ def scored(block: Block) -> list[Row]:
 
 
 def closeness(row: Row) -> float:
-    return (row.mean("tow") or 0.0) * (row.mean("tow_mia") if row.mean("tow_mia") is not None else 1.0)
+    return (row.mean("tow") or 0.0) * (1.0 if (tow_mia := row.mean("tow_mia")) is None else tow_mia)
 
 
 def describe(row: Row, cost: bool = True) -> str:
@@ -176,7 +176,7 @@ def headline_blocks(block: Block) -> list[Any]:
     bars = thresholds(block)
     if block.retrain is not None and bars:
         within = sorted((r for r in rows if indistinguishable(block, r)),
-                         key=lambda r: r.mean("time_fraction") if r.mean("time_fraction") is not None else math.inf)
+                         key=lambda r: math.inf if (cost := r.mean("time_fraction")) is None else cost)
         criterion = " and ".join(f"{label} ≥ {bars[key]:.3f}" for key, label in TOW_KEYS if key in bars)
         one_seed = block.retrain.interval("tow") is None
         no_verdict = vacuous(block)
@@ -209,9 +209,9 @@ def headline_blocks(block: Block) -> list[Any]:
                         "retraining.", "lead"))
         out.append(Text(f"Why: {block.retrain_note}."))
         if rows:
-            best = sorted(rows, key=closeness, reverse=True)[:3]
+            closest = sorted(rows, key=closeness, reverse=True)[:3]
             out.append(Text("Against the oracle alone (ToW × ToW-MIA, 1 = the oracle's numbers), the closest: "
-                            + "; ".join(describe(r) for r in best) + "."))
+                            + "; ".join(describe(r) for r in closest) + "."))
     failed = [r for r in block.methods if r.failed]
     if failed:
         out.append(Text("Did not finish: " + "; ".join(

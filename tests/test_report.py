@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import escape
 import shutil
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def write_json(path: Path, payload) -> Path:
 def test_tables_repeat_the_numbers_of_results_json():
     results = synthetic_results()
     report = build_report(results, figures=False)
-    main = next(b for b in report.sections[2].blocks if isinstance(b, Table))
+    main = next(b for s in report.sections if s.key == "tables" for b in s.blocks if isinstance(b, Table))
     rows = {row[0]: dict(zip(main.header, row)) for row in main.rows}
     stats = results["groups"][0]["summary"]["methods"]["del"]
     assert rows["del"]["ToW"] == f"{stats['tow']['mean']:.3f} ± {stats['tow']['half_width']:.3f}"
@@ -215,7 +216,7 @@ def test_markdown_and_html_show_the_same_tables():
         for i, row in enumerate(table.rows):
             cells = [f"**{c}**" if j == 0 and i in table.emphasis else c for j, c in enumerate(row)]
             assert "| " + " | ".join(cells) + " |" in markdown
-            assert "<tr" in html and "".join(f"<td>{c.replace('&', '&amp;')}</td>" for c in row) in html
+            assert "<tr" in html and "".join(f"<td>{escape(c, quote=True)}</td>" for c in row) in html
 
 
 def test_html_is_one_self_contained_file():

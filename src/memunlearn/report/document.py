@@ -68,7 +68,16 @@ class Code:
     summary: str | None = None
 
 
-Block = Union[Text, Heading, Bullets, Facts, Table, Figure, Code]
+@dataclass
+class Gallery:
+    """Rows of small captioned images (``data:`` URIs, or None where there is no image), one row per
+    model: the forget examples it still exposes. Markdown shows the captions only."""
+
+    rows: list[tuple[str, list[tuple[str | None, str]]]]
+    caption: str = ""
+
+
+Block = Union[Text, Heading, Bullets, Facts, Table, Figure, Code, Gallery]
 
 
 @dataclass

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .document import Bullets, Code, Facts, Figure, Heading, Report, Table, Text, build_report
+from .document import Bullets, Code, Facts, Figure, Gallery, Heading, Report, Table, Text, build_report
 
 
 def render_markdown(report: Report | Mapping[str, Any] | str | Path, level: int = 2) -> str:
@@ -54,6 +54,10 @@ def _block(block: Any, hashes: str) -> list[str]:
         return lines + [""]
     if isinstance(block, Figure):
         return []
+    if isinstance(block, Gallery):  # the captions, without the images
+        lines = [f"- **{_cell(name)}**: " + "; ".join(_inline(caption.replace(chr(10), ", ")) for _, caption in items)
+                 for name, items in block.rows]
+        return lines + ([""] + [_inline(block.caption)] if block.caption else []) + [""]
     raise TypeError(f"cannot render {type(block).__name__}")
 
 

@@ -52,6 +52,8 @@ class Table:
     emphasis: set[int] = field(default_factory=set)
     # shown folded under this summary line (long per-seed detail)
     collapsed: str | None = None
+    # sentences rather than numbers: cells left-aligned and wrapped
+    prose: bool = False
 
 
 @dataclass

@@ -44,6 +44,8 @@ figure { margin: 0.8em 0 1.4em; }
 figure svg { display: block; }
 figcaption { color: #56606a; font-size: 0.85rem; max-width: 1000px; }
 footer { margin-top: 3em; color: #7a848e; font-size: 0.8rem; }
+table.prose th, table.prose td { text-align: left; white-space: normal; }
+table.prose td:first-child { white-space: nowrap; font-weight: 600; }
 table.gallery td { vertical-align: top; text-align: center; white-space: normal; font-size: 11.5px; line-height: 1.25;
                    min-width: 7.5em; }
 table.gallery td:first-child { text-align: left; font-weight: 600; vertical-align: middle; }
@@ -120,7 +122,8 @@ def _table(table: Table) -> str:
         cls = ' class="emphasis"' if i in table.emphasis else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>")
     caption = f"<caption>{_e(table.caption)}</caption>" if table.caption else ""
-    text = f'<div class="scroll"><table>{caption}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+    kind = ' class="prose"' if table.prose else ""
+    text = f'<div class="scroll"><table{kind}>{caption}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
     return f"<details><summary>{_e(table.collapsed)}</summary>{text}</details>" if table.collapsed else text
 
 

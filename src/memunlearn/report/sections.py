@@ -352,12 +352,12 @@ def methods_said_section(results: Results) -> Section:
         if not lines:
             continue
         blocks += block_heading(results, block)
-        table = Table(["", "method", "what it did (means over seeds)"], [], (
+        table = Table(["method", "what it did (means over seeds)"], [], prose=True, caption=(
             "✓ inside the noise floor (ToW and ToW-MIA at or above the independent retrain's interval); "
             "! left the model unchanged. Accuracy differences are the method's minus the oracle's, in percentage "
             "points: a positive forget difference is what the model still remembers that a retrain would not."))
         for i, (name, text, kind) in enumerate(lines):
-            table.rows.append([MARKS.get(kind, ""), name, text])
+            table.rows.append([f"{MARKS[kind]} {name}" if MARKS.get(kind) else name, text])
             if kind == "reference":
                 table.emphasis.add(i)
         blocks.append(table)

@@ -206,7 +206,7 @@ def test_results_without_the_new_fields_still_report_and_compute_the_verdict():
     summary = results["groups"][0]["summary"]
     assert v == verdict(summary, results["groups"][0]["per_seed"])
     assert v["status"] == "inside" and v["cheapest"] == "del"
-    lines = {name: text for name, text, _ in method_lines(block)}
+    lines = {line.name: line.text for line in method_lines(block)}
     assert lines["del"].startswith("inside the noise floor; forget +2.5, retain +2.3, test +2.5 pp vs oracle")  # retain capped at 100%
     assert lines["finetune"].startswith("outside the floor by ToW ")
     report = build_report(results, figures=False)

@@ -161,8 +161,9 @@ def verdict(summary: dict[str, Any], rows: list[dict[str, Any]] | None = None) -
         ``bars`` (the ToW and ToW-MIA thresholds), ``floor_seeds``, ``inside`` (labels, cheapest
         first by time against the oracle's retrain), ``cheapest`` (the first of them; None when
         ``vacuous``),
-        ``closest`` (when none is inside: the highest ToW × ToW-MIA) with ``closest_short`` (how far
-        its means fall below each bar), ``unchanged`` (labels of methods that left the model as it
+        ``closest`` (when none is inside: the method whose largest shortfall below the bars is
+        smallest, ties by ToW × ToW-MIA; without a floor, the highest ToW × ToW-MIA) with
+        ``closest_short`` (how far its means fall below each bar), ``unchanged`` (labels of methods that left the model as it
         was) and, per method (and for ``original``), ``inside``, ``closeness`` (ToW × ToW-MIA),
         ``short`` (per bar, how far the mean falls below it; 0 when it reaches it), the cost
         (``time_fraction``, ``examples_fraction``, ``params_changed_fraction`` means), ``effect``
@@ -224,8 +225,12 @@ def verdict(summary: dict[str, Any], rows: list[dict[str, Any]] | None = None) -
         out["status"] = "inside" if out["inside"] else "none-inside"
         out["cheapest"] = out["inside"][0] if out["inside"] else None
     if scored and not out["inside"]:
-        out["closest"] = max(scored, key=lambda label: per_method[label]["closeness"])
-        out["closest_short"] = per_method[out["closest"]]["short"] if bars else None
+        if bars:  # the smallest largest shortfall below the bars; ties by ToW × ToW-MIA
+            out["closest"] = min(scored, key=lambda label: (max(per_method[label]["short"].values()),
+                                                            -per_method[label]["closeness"]))
+            out["closest_short"] = per_method[out["closest"]]["short"]
+        else:
+            out["closest"] = max(scored, key=lambda label: per_method[label]["closeness"])
     return out
 
 

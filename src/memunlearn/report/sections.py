@@ -209,24 +209,48 @@ def effect_phrase(entry: Mapping[str, Any]) -> str:
             "pp vs oracle").replace("-", "−")
 
 
-def method_lines(block: Block) -> list[tuple[str, str, str]]:
-    """One line per method (and the original model first): (name, what it did, kind) where kind is
-    ``inside``, ``outside``, ``unchanged`` or ``reference``."""
+@dataclass
+class MethodLine:
+    """What one method did, in words: against the noise floor, to the accuracies, at what cost."""
+
+    name: str
+    kind: str  # inside, outside, unchanged or reference (the original model)
+    status: str
+    effect: str = ""
+    cost: str = ""
+    compact: tuple[str, str, str] = ("", "", "")  # status, effect, cost for a terminal's columns
+
+    @property
+    def text(self) -> str:
+        return "; ".join(part for part in (self.status, self.effect, self.cost) if part)
+
+
+def _compact(entry: Mapping[str, Any], status: str) -> tuple[str, str, str]:
+    effect = entry.get("effect") or {}
+    cost = [f"{entry[key]:.2f}× {what}" for key, what in (("time_fraction", "time"), ("examples_fraction", "examples"))
+            if is_number(entry.get(key))]
+    return (status, " / ".join(_pp(effect.get(k)).replace("-", "−") for k in ("forget", "retain", "test")),
+            ", ".join(cost))
+
+
+def method_lines(block: Block) -> list[MethodLine]:
+    """One line per method (and the original model first), from the block's verdict."""
     v = block_verdict(block)
     lines = []
     if v.get("original") and block.original is not None:
-        lines.append((block.original.name, effect_phrase(v["original"]) + " — the gap unlearning has to close",
-                      "reference"))
+        lines.append(MethodLine(block.original.name, "reference", "the gap unlearning has to close",
+                                effect_phrase(v["original"]), compact=_compact(v["original"], "(the gap to close)")))
     for row in block.compared():
         entry = (v.get("methods") or {}).get(row.name)
         if not entry:
             continue
         if row.seeds_ok == 0:
-            lines.append((row.label, "did not finish on any seed", "outside"))
+            lines.append(MethodLine(row.label, "outside", "did not finish on any seed"))
             continue
         cost = cost_phrase(entry.get("time_fraction"), entry.get("examples_fraction"))
         if entry.get("unchanged"):
-            lines.append((row.label, f"left the model unchanged ({entry['unchanged']}); {cost}", "unchanged"))
+            lines.append(MethodLine(row.label, "unchanged", f"left the model unchanged ({entry['unchanged']})", "", cost,
+                                    _compact(entry, "UNCHANGED: " + entry["unchanged"].removeprefix("its "))))
             continue
         inside = bool(entry.get("inside")) and v.get("status") != "vacuous"
         if entry.get("inside") and not inside:
@@ -234,7 +258,12 @@ def method_lines(block: Block) -> list[tuple[str, str, str]]:
         else:
             status = ("inside the noise floor" if inside else _short_phrase(entry.get("short"))
                       or "not compared with a noise floor")
-        lines.append((row.label, f"{status}; {effect_phrase(entry)}; {cost}", "inside" if inside else "outside"))
+        short = ", ".join(f"{label} {entry['short'][key]:.3f}" for key, label in TOW_KEYS
+                          if is_number((entry.get("short") or {}).get(key)) and entry["short"][key] > 0)
+        compact = ("inside" if inside else ("inside, as is the original" if entry.get("inside") else
+                                            (f"short by {short}" if short else "—")))
+        lines.append(MethodLine(row.label, "inside" if inside else "outside", status, effect_phrase(entry), cost,
+                                _compact(entry, compact)))
     return lines
 
 
@@ -356,9 +385,9 @@ def methods_said_section(results: Results) -> Section:
             "✓ inside the noise floor (ToW and ToW-MIA at or above the independent retrain's interval); "
             "! left the model unchanged. Accuracy differences are the method's minus the oracle's, in percentage "
             "points: a positive forget difference is what the model still remembers that a retrain would not."))
-        for i, (name, text, kind) in enumerate(lines):
-            table.rows.append([f"{MARKS[kind]} {name}" if MARKS.get(kind) else name, text])
-            if kind == "reference":
+        for i, line in enumerate(lines):
+            table.rows.append([f"{MARKS[line.kind]} {line.name}" if MARKS.get(line.kind) else line.name, line.text])
+            if line.kind == "reference":
                 table.emphasis.add(i)
         blocks.append(table)
     return Section("what-each-did", "What each method did", blocks)

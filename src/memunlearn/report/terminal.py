@@ -109,8 +109,11 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
         console.print(table)
         lines = method_lines(block)
         if lines:
-            console.print("What each method did (✓ inside the noise floor, ! left the model unchanged):")
-            width = max(len(name) for name, _, _ in lines)
-            for name, text, kind in lines:
-                console.print(f" {LINE_MARKS.get(kind, ' ')} {name.ljust(width)}  {text}", highlight=False,
-                              markup=False)
+            said = Table(title="What each method did (✓ inside the noise floor, ! left the model unchanged)",
+                         box=None, show_header=True, header_style="bold", pad_edge=False)
+            for header in ("", "Method", "Against the noise floor (ToW, ToW-MIA)", "Δ forget / retain / test acc vs oracle (pp)",
+                           "Cost vs oracle"):
+                said.add_column(header)
+            for line in lines:
+                said.add_row(LINE_MARKS.get(line.kind, " "), line.name, *line.compact)
+            console.print(said)

@@ -19,9 +19,11 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "run",
         help="run an experiment: original model, forget set, oracle, every method, scored against the oracle",
-        description="Train or reuse the original model and the oracle, run every method, print a table, write "
+        description="Train or reuse the original model, the oracle and an independent retrain (the noise floor), run "
+        "every method (retrain only when named), print a table and what to conclude, write "
         "results.json and report.html. An experiment is a spec file (TOML) or the options below; a results.json "
-        "runs again as it was. Example: memunlearn run --dataset fashion-mnist --forget classes:0,6 --seeds 3; "
+        "runs again as it was. Examples: memunlearn run --forget full-class:3; memunlearn run --dataset fashion-mnist "
+        "--train-subset 10000 --forget classes:0,6; "
         "memunlearn run benchmarks/specs/quick-digits.toml",
     )
     parser.add_argument("spec", nargs="?", metavar="SPEC",

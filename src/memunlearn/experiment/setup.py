@@ -151,7 +151,7 @@ class Split:
     rum_partitions: Any = None  # RUM's refinement of the forget set, made by the first pipeline cell that needs it
     oracle_views: dict[str, Any] = field(default_factory=dict)  # the oracle's per-class / per-example views
 
-    def views_of(self, model: nn.Module, device, metrics_out: dict[str, Any] | None = None) -> tuple[dict, dict]:
+    def views_of(self, model: nn.Module, device) -> tuple[dict, dict]:
         """(metrics, views) of ``model`` on this split; views hold ``per_class`` and the ``exposed``
         forget examples (largest margin over the oracle's probability of the true label)."""
         from .views import exposed_examples

@@ -403,7 +403,7 @@ def check_in_browser(html_path: Path, screenshot: Path) -> dict:
                 "svgs": page.eval_on_selector_all("body svg:not(svg svg)", """els => els.map(e => {
                     const r = e.getBoundingClientRect(); return [r.width, r.height]; })"""),
                 "headline": page.inner_text("#headline"),
-                "tables": page.eval_on_selector_all("table", "els => els.map(e => e.querySelector('thead').innerText)"),
+                "tables": page.eval_on_selector_all("table:not(.gallery)", "els => els.map(e => e.querySelector('thead').innerText)"),
                 "title": page.title(),
                 "sections": page.eval_on_selector_all("section", "els => els.map(e => e.id)"),
                 "thumbnails": page.eval_on_selector_all("#exposed img", "els => els.map(e => e.naturalWidth)"),

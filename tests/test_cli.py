@@ -22,7 +22,7 @@ def run_cli(*args):
 
 def test_run_end_to_end_tiny(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "--out", str(out), "--device", "cpu", *TINY]) == 0
+    assert main(["run", "--out", str(out), "--device", "cpu", "--seeds", "1", "--forget", "iid:0.1", *TINY]) == 0
     printed = capsys.readouterr().out
     for method in ("finetune", "neggrad+", "random-label", "oracle"):
         assert method in printed
@@ -38,6 +38,29 @@ def test_run_end_to_end_tiny(tmp_path, capsys):
     assert row["time_fraction"] > 0
 
 
+def test_run_defaults_are_the_main_job(monkeypatch, tmp_path):
+    """`memunlearn run` with no spec: the main job's forget set and seeds, every method but retrain
+    (the independent retrain is the noise floor, named once); retrain stays available by name."""
+    import memunlearn.experiment as experiment
+    from memunlearn.cli.run import MAIN_FORGET, MAIN_SEEDS
+
+    seen = []
+
+    def capture(spec, out_dir, **_):
+        seen.append(spec)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(experiment, "run_experiment", capture)
+    for extra in ([], ["--methods", "retrain,finetune"]):
+        with pytest.raises(SystemExit):
+            main(["run", "--out", str(tmp_path / "x"), *extra])
+    default, named = seen
+    assert default.forget == (MAIN_FORGET,) and default.seeds == tuple(range(MAIN_SEEDS)) and MAIN_SEEDS >= 3
+    assert "retrain" not in default.methods and {"finetune", "del", "scrub"} <= set(default.methods)
+    assert default.evaluation.noise_floor
+    assert named.methods == ("retrain", "finetune")
+
+
 def strip_timings(value):
     if isinstance(value, dict):
         return {k: strip_timings(v) for k, v in value.items() if "time" not in k}
@@ -51,7 +74,7 @@ def test_same_seed_gives_identical_results(tmp_path, monkeypatch):
     payloads = []
     for name in ("a", "b"):
         monkeypatch.setenv("MEMUNLEARN_CACHE", str(tmp_path / f"cache-{name}"))
-        assert main(["run", "--out", str(tmp_path / name), "--device", "cpu", *TINY[:2], "--methods", "finetune,neggrad+", *TINY[4:8]]) == 0
+        assert main(["run", "--out", str(tmp_path / name), "--device", "cpu", "--seeds", "1", *TINY[:2], "--methods", "finetune,neggrad+", *TINY[4:8]]) == 0
         payloads.append(strip_timings(json.loads((tmp_path / name / "results.json").read_text())))
     assert payloads[0]["groups"][0]["per_seed"] == payloads[1]["groups"][0]["per_seed"]
     assert payloads[0]["groups"][0]["summary"] == payloads[1]["groups"][0]["summary"]
@@ -101,7 +124,7 @@ def test_bad_forget_indices_exit_2_and_keep_earlier_results(tmp_path):
 
 def test_diverging_method_is_recorded_not_scored(tmp_path):
     out = tmp_path / "div"
-    assert main(["run", "--out", str(out), "--device", "cpu", "--methods", "neggrad+,finetune", "--epochs", "4",
+    assert main(["run", "--out", str(out), "--device", "cpu", "--seeds", "1", "--methods", "neggrad+,finetune", "--epochs", "4",
                  "--set", "neggrad+.lr=1e6", "--set", "neggrad+.beta=0.0", "--set", "finetune.epochs=1"]) == 0
     results = json.loads((out / "results.json").read_text())
     entry = results["groups"][0]["per_seed"][0]["methods"]["neggrad+"]

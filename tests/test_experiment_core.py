@@ -219,3 +219,92 @@ def test_a_spec_reproduces_the_numbers_of_the_benchmark_loop_it_replaced(tmp_pat
         metrics = evaluate(model, forget, retain, data.test, "cpu", 4)
         assert row["methods"][method]["metrics"] == metrics, method
         assert row["methods"][method]["vs_oracle"] == compare_to_oracle(metrics, oracle_metrics), method
+
+
+# ---------------------------------------------------------------------------------------------
+# The verdict and the per-class / per-example views are data in results.json
+
+
+def _stat(mean: float, half: float | None = None, n: int = 3) -> dict:
+    return {"mean": mean, "half_width": half, "n": n}
+
+
+def _summary_row(tow: float, tow_mia: float, time_fraction: float | None = None, **extra) -> dict:
+    row = {"tow": _stat(tow), "tow_mia": _stat(tow_mia), **{k: _stat(v) for k, v in extra.items()}}
+    if time_fraction is not None:
+        row["time_fraction"] = _stat(time_fraction)
+    return row
+
+
+def test_verdict_names_the_cheapest_inside_the_floor_or_the_closest_and_by_how_much():
+    from memunlearn.experiment.summary import verdict
+
+    floor = {"tow": _stat(0.99, 0.01), "tow_mia": _stat(0.98, 0.01)}  # bars: 0.98 and 0.97
+    oracle = {"acc_forget": _stat(0.70), "acc_retain": _stat(1.0), "acc_test": _stat(0.95)}
+    methods = {"slow": _summary_row(0.985, 0.975, 0.9), "fast": _summary_row(0.99, 0.99, 0.2),
+               "far": _summary_row(0.95, 0.96, 0.1, acc_forget=0.9, acc_retain=0.99, acc_test=0.93)}
+    v = verdict({"noise_floor": floor, "oracle": oracle, "original": _summary_row(0.9, 0.9), "methods": methods})
+    assert v["status"] == "inside" and v["inside"] == ["fast", "slow"] and v["cheapest"] == "fast"
+    assert v["bars"] == pytest.approx({"tow": 0.98, "tow_mia": 0.97})
+    assert v["methods"]["far"]["short"] == pytest.approx({"tow": 0.03, "tow_mia": 0.01})
+    assert v["methods"]["far"]["effect"] == pytest.approx({"forget": 0.2, "retain": -0.01, "test": -0.02})
+    assert v["methods"]["far"]["closeness"] == pytest.approx(0.95 * 0.96)
+
+    only_far = verdict({"noise_floor": floor, "original": _summary_row(0.9, 0.9), "methods": {"far": methods["far"]}})
+    assert only_far["status"] == "none-inside" and only_far["cheapest"] is None
+    assert only_far["closest"] == "far" and only_far["closest_short"] == pytest.approx({"tow": 0.03, "tow_mia": 0.01})
+
+    vacuous = verdict({"noise_floor": floor, "original": _summary_row(0.99, 0.99), "methods": methods})
+    assert vacuous["status"] == "vacuous" and vacuous["cheapest"] is None and vacuous["inside"] == ["fast", "slow"]
+    assert verdict({"methods": methods})["status"] == "no-floor"
+
+
+def test_verdict_flags_a_method_that_left_the_model_unchanged():
+    from memunlearn.experiment.summary import summarise
+
+    def entry(metrics, changed):
+        return {"status": "ok", "metrics": metrics, "vs_oracle": {k: 0.9 for k in ("gap_forget", "gap_retain",
+                "gap_test", "gap_mia", "tow", "tow_mia")}, "cost": {"params_changed_fraction": changed},
+                "per_class": {"test": [1.0, 0.5], "forget": [None, 1.0]}}
+
+    original = {"acc_forget": 1.0, "acc_retain": 1.0, "acc_test": 0.99, "mia_efficacy": 0.0, "loss_mia_auc": 0.53}
+    moved = {**original, "acc_forget": 0.9}
+    rows = [{"oracle": {"metrics": moved}, "original": {"metrics": original, "vs_oracle": entry(original, 0)["vs_oracle"]},
+             "methods": {"same": entry({**original, "loss_mia_auc": 0.52}, 1.0), "frozen": entry(moved, 0.0),
+                         "moved": entry(moved, 0.4)}} for _ in range(2)]
+    summary = summarise(rows, ["same", "frozen", "moved"])
+    v = summary["verdict"]
+    assert v["unchanged"] == ["same", "frozen"]
+    assert "equal the original model's on every seed" in v["methods"]["same"]["unchanged"]
+    assert v["methods"]["frozen"]["unchanged"] == "it changed no parameter"
+    assert v["methods"]["moved"]["unchanged"] is None
+    assert summary["methods"]["moved"]["params_changed_fraction"]["mean"] == pytest.approx(0.4)
+    assert summary["methods"]["moved"]["per_class"] == {"forget": [None, 1.0], "test": [1.0, 0.5]}
+
+
+def test_exposed_examples_are_the_largest_margins_over_the_oracle_with_their_thumbnails():
+    import base64
+    import io
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from memunlearn.experiment.views import example_thumbnails, exposed_examples, model_views
+
+    labels = torch.tensor([0, 1, 1, 0])
+    mine = torch.tensor([[4.0, 0.0], [0.0, 4.0], [0.0, 0.1], [0.0, 3.0]])
+    oracle = torch.tensor([[0.0, 0.0], [0.0, 4.0], [0.0, 0.0], [0.0, 3.0]])
+    views = model_views({"forget": (mine, labels)}, 2)
+    oracle_views = model_views({"forget": (oracle, labels)}, 2)
+    assert views["per_class"]["forget"] == [0.5, 1.0]
+    indices = np.array([10, 11, 12, 13])
+    exposed = exposed_examples(views, oracle_views, indices, labels.numpy(), scores=np.linspace(0, 1, 20), k=2)
+    assert [e["index"] for e in exposed] == [10, 12]  # margins ≈ 0.48 and 0.02; 11 and 13 match the oracle
+    assert exposed[0]["margin"] == pytest.approx(exposed[0]["confidence"] - exposed[0]["oracle_confidence"])
+    assert exposed[0]["memorization"] == pytest.approx(10 / 19) and exposed[0]["predicted"] == 0
+    images = torch.randn(20, 1, 8, 8)
+    uris = example_thumbnails(images, {10, 12})
+    picture = Image.open(io.BytesIO(base64.b64decode(uris["10"].split(",", 1)[1])))
+    assert picture.size == (8, 8) and picture.mode == "L"
+    assert example_thumbnails(torch.randn(20, 30), {1}) == {}  # tabular data: no thumbnails

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import escape
 import shutil
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def write_json(path: Path, payload) -> Path:
 def test_tables_repeat_the_numbers_of_results_json():
     results = synthetic_results()
     report = build_report(results, figures=False)
-    main = next(b for b in report.sections[2].blocks if isinstance(b, Table))
+    main = next(b for s in report.sections if s.key == "tables" for b in s.blocks if isinstance(b, Table))
     rows = {row[0]: dict(zip(main.header, row)) for row in main.rows}
     stats = results["groups"][0]["summary"]["methods"]["del"]
     assert rows["del"]["ToW"] == f"{stats['tow']['mean']:.3f} ± {stats['tow']['half_width']:.3f}"
@@ -192,6 +193,40 @@ def test_no_verdict_when_the_original_model_meets_the_bar_too():
     assert not any(t.startswith("Indistinguishable") for t in texts)
 
 
+def test_results_without_the_new_fields_still_report_and_compute_the_verdict():
+    """A results.json from before the verdict, per-class and exposed fields: the report computes the
+    verdict with the experiment's own function and lists the per-class and per-example views as absent."""
+    from memunlearn.experiment.summary import verdict
+    from memunlearn.report.sections import block_verdict, method_lines
+
+    results = synthetic_results()
+    assert "verdict" not in results["groups"][0]["summary"]
+    block = load_results(results).blocks[0]
+    v = block_verdict(block)
+    summary = results["groups"][0]["summary"]
+    assert v == verdict(summary, results["groups"][0]["per_seed"])
+    assert v["status"] == "inside" and v["cheapest"] == "del"
+    lines = {line.name: line.text for line in method_lines(block)}
+    assert lines["del"].startswith("inside the noise floor; forget +2.5, retain +2.3, test +2.5 pp vs oracle")  # retain capped at 100%
+    assert lines["finetune"].startswith("outside the floor by ToW ")
+    report = build_report(results, figures=False)
+    missing = next(s for s in report.sections if s.key == "missing").blocks[1].items
+    assert any(item.startswith("accuracy per class") for item in missing)
+    assert not any(s.key in ("per-class", "exposed") for s in report.sections)
+
+
+def test_a_method_that_left_the_model_unchanged_is_warned_about():
+    results = synthetic_results()
+    for row in results["groups"][0]["per_seed"]:
+        row["methods"]["finetune"]["metrics"] = dict(row["original"]["metrics"])
+    report = build_report(results, figures=False)
+    texts = [b.text for s in report.sections if s.key == "headline" for b in s.blocks]
+    assert any(t.startswith("Left the model unchanged") and "finetune (its accuracies and MIA-efficacy equal the "
+               "original model's on every seed)" in t for t in texts)
+    table = next(b for s in report.sections if s.key == "what-each-did" for b in s.blocks if isinstance(b, Table))
+    assert any(row[0] == "! finetune" and row[1].startswith("left the model unchanged") for row in table.rows)
+
+
 def test_a_retrain_with_the_oracles_own_seed_is_not_taken_as_the_noise_floor():
     results = load_results(synthetic_results_v1(retrain_same_seed=True))
     assert results.blocks[0].retrain is None
@@ -215,7 +250,7 @@ def test_markdown_and_html_show_the_same_tables():
         for i, row in enumerate(table.rows):
             cells = [f"**{c}**" if j == 0 and i in table.emphasis else c for j, c in enumerate(row)]
             assert "| " + " | ".join(cells) + " |" in markdown
-            assert "<tr" in html and "".join(f"<td>{c.replace('&', '&amp;')}</td>" for c in row) in html
+            assert "<tr" in html and "".join(f"<td>{escape(c, quote=True)}</td>" for c in row) in html
 
 
 def test_html_is_one_self_contained_file():
@@ -368,8 +403,10 @@ def check_in_browser(html_path: Path, screenshot: Path) -> dict:
                 "svgs": page.eval_on_selector_all("body svg:not(svg svg)", """els => els.map(e => {
                     const r = e.getBoundingClientRect(); return [r.width, r.height]; })"""),
                 "headline": page.inner_text("#headline"),
-                "tables": page.eval_on_selector_all("table", "els => els.map(e => e.querySelector('thead').innerText)"),
+                "tables": page.eval_on_selector_all("table:not(.gallery)", "els => els.map(e => e.querySelector('thead').innerText)"),
                 "title": page.title(),
+                "sections": page.eval_on_selector_all("section", "els => els.map(e => e.id)"),
+                "thumbnails": page.eval_on_selector_all("#exposed img", "els => els.map(e => e.naturalWidth)"),
             }
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
@@ -408,6 +445,14 @@ def test_report_of_a_real_tiny_run_in_a_browser(tmp_path):
     assert "retraining" in found["headline"]
     assert any("ToW" in header for header in found["tables"])
     assert "digits" in found["title"]
+    # the per-class heat map and the exposed forget examples, with their 8×8 thumbnails inline
+    assert {"what-each-did", "per-class", "exposed"} <= set(found["sections"])
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    group = results["groups"][0]
+    exposed = group["per_seed"][0]["methods"]["del"]["exposed"]
+    assert len(found["thumbnails"]) >= len(exposed) > 0 and set(found["thumbnails"]) == {8}
+    assert len(group["summary"]["oracle"]["per_class"]["test"]) == 10
+    assert group["summary"]["verdict"]["status"] in ("inside", "none-inside", "vacuous")
 
 
 def test_privacy_section_shows_ulira_with_intervals_and_the_retrain_floor(tmp_path):

@@ -98,6 +98,7 @@ def evaluate(
     test: Examples | Any,
     device: str | torch.device | None = "auto",
     seed: int = 0,
+    outputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> dict[str, float]:
     """Accuracies on forget/retain/test, SVC MIA-efficacy and the loss-LR MIA of one model.
 
@@ -108,6 +109,8 @@ def evaluate(
             :func:`~memunlearn.data.as_examples`; large ones are streamed, in one pass each).
         device: where to run inference.
         seed: seed of the attacks' subsampling.
+        outputs: if given, filled with ``{"forget"|"retain"|"test": (logits, labels)}``, the
+            predictions the metrics were computed from (for per-class and per-example views).
 
     Returns:
         ``{"acc_forget", "acc_retain", "acc_test", "mia_efficacy", "loss_mia_accuracy", "loss_mia_auc"}``.
@@ -121,7 +124,7 @@ def evaluate(
     """
     what = f"the evaluated model ({type(model).__name__})"
     check_weights_finite(model, what)
-    outputs = {}
+    outputs = {} if outputs is None else outputs
     for name, data in (("forget", forget), ("retain", retain), ("test", test)):
         logits, labels = _logits_and_labels(model, as_examples(data, name=name), device)
         if not bool(torch.isfinite(logits).all()):

@@ -35,6 +35,9 @@ class ForgetSet:
     seed: int
     train_labels: torch.Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # the per-example score (over the whole training set) that chose the set, when one did
+    # (memorization rules); kept in memory only, for the report's view of exposed examples
+    scores: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.indices)

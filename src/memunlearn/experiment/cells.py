@@ -25,11 +25,11 @@ from ..evaluation import compare_to_oracle
 from ..io import FileLock, atomic_path, json_checksum, strict_json
 from ..methods import UnlearnResult, method_defaults, unlearn
 from ..rum import RunPartitions, parse_entry, run_entry
-from .setup import Setting, Split, evaluate_split
+from .setup import Setting, Split
 from .spec import ExperimentSpec
 
 # Bump when what a cell computes changes, so old cells are not reused.
-CELL_FORMAT = 2  # 2: methods default to their official recipes (issue 18)
+CELL_FORMAT = 2  # 2: official recipes by default (issue 18); per-class accuracies and exposed forget examples
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,7 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpe
             result = unlearn(cell.entry, split.original, split.forget, split.retain, seed=split.seed, device=device,
                              **hparams)
             hparams = {**method_defaults(cell.entry), **result.hparams}
-        metrics = evaluate_split(result.model, split.forget_set, split.forget, split.retain, split.test, setting.device,
-                                 split.seed)
+        metrics, views = split.views_of(result.model, setting.device)
         extra = cell_metrics(spec, setting, split, cell.entry, cell.hparams, result.model, pipeline is not None)
     except DivergedError as exc:
         return {"status": "diverged", "error": str(exc), "hparams": strict_json(cell.hparams)}
@@ -129,7 +128,7 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpe
         "status": "ok", "metrics": metrics, "vs_oracle": compare_to_oracle(metrics, split.oracle_metrics),
         "cost": result.cost.to_dict(), "time_fraction": result.cost.wall_time / split.oracle_time,
         "examples_fraction": result.cost.examples / split.oracle_examples,
-        "hparams": {**hparams, "seed": split.seed},
+        "hparams": {**hparams, "seed": split.seed}, **views,
     }
     entry.update(extra)
     entry.update(result.details)

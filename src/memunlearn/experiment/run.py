@@ -100,6 +100,8 @@ def run_experiment(
                 row["rum"] = split.rum_partitions.description
             if requests is not None:
                 requests.run(split, rule_cells)
+            if not rows:  # the report shows the first seed's most exposed forget examples as thumbnails
+                thumbnails = _exposed_thumbnails(split, row)
             rows.append(row)
             forget_sets.append(split.forget_set)
             all_forget_sets.append((rule, split.forget_set))
@@ -111,6 +113,8 @@ def run_experiment(
             "summary": summarise(rows, [m.label for m in method_cells]),
             "tuned_hparams": tuned[rule],
         })
+        if thumbnails:
+            groups[-1]["thumbnails"] = {"seed": spec.seeds[0], "images": thumbnails}
         if requests is not None:
             groups[-1]["requests"] = requests.group(rule, [m.label for m in method_cells])
     results = strict_json({
@@ -139,6 +143,18 @@ def run_experiment(
             requests.save_indices(out_dir)
         write_json(out_dir / "results.json", results)
     return results
+
+
+def _exposed_thumbnails(split: Split, row: dict[str, Any]) -> dict[str, str]:
+    """Data URIs of the training images that any model's ``exposed`` list names (image data only)."""
+    from .views import example_thumbnails
+
+    images = getattr(split.dataset.train, "x", None)
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        return {}
+    entries = [row.get("original"), row.get("noise_floor"), *row["methods"].values()]
+    indices = {e["index"] for entry in entries if isinstance(entry, dict) for e in entry.get("exposed") or []}
+    return example_thumbnails(images, indices)
 
 
 def with_tuned(cell: MethodCell, tuned: dict[str, dict[str, Any]]) -> MethodCell:

@@ -125,12 +125,24 @@ def train_cached(
 
 
 def evaluate_split(model: nn.Module, forget_set: ForgetSet, forget: Examples, retain: Examples, test: Examples,
-                   device, seed: int) -> dict[str, float]:
+                   device, seed: int, views: dict[str, Any] | None = None,
+                   num_classes: int | None = None) -> dict[str, float]:
     """:func:`~memunlearn.evaluation.evaluate`, plus what the forget set's use case measures (the
-    attack success rate of a backdoor forget set)."""
+    attack success rate of a backdoor forget set).
+
+    ``views``, if given (with ``num_classes``), is filled from the same predictions with
+    :func:`~memunlearn.experiment.views.model_views`: accuracy per class, the forget examples'
+    true-label probabilities."""
     from ..backdoor import backdoor_metrics
 
-    return {**evaluate(model, forget, retain, test, device, seed), **backdoor_metrics(model, forget_set, test, device)}
+    outputs: dict[str, Any] = {}
+    metrics = {**evaluate(model, forget, retain, test, device, seed, outputs=outputs),
+               **backdoor_metrics(model, forget_set, test, device)}
+    if views is not None and num_classes:
+        from .views import model_views
+
+        views.update(model_views(outputs, num_classes))
+    return metrics
 
 
 @dataclass
@@ -149,6 +161,21 @@ class Split:
     oracle_examples: int  # examples the oracle's training processed: the load-independent cost unit
     row: dict[str, Any] = field(default_factory=dict)  # oracle, original and noise-floor entries
     rum_partitions: Any = None  # RUM's refinement of the forget set, made by the first pipeline cell that needs it
+    oracle_views: dict[str, Any] = field(default_factory=dict)  # the oracle's per-class / per-example views
+
+    def views_of(self, model: nn.Module, device) -> tuple[dict, dict]:
+        """(metrics, views) of ``model`` on this split; views hold ``per_class`` and the ``exposed``
+        forget examples (largest margin over the oracle's probability of the true label)."""
+        from .views import exposed_examples
+
+        views: dict[str, Any] = {}
+        metrics = evaluate_split(model, self.forget_set, self.forget, self.retain, self.test, device, self.seed,
+                                 views=views, num_classes=self.dataset.num_classes)
+        out = {"per_class": views["per_class"]}
+        if self.oracle_views and "forget_confidence" in views and len(self.forget_set):
+            out["exposed"] = exposed_examples(views, self.oracle_views, self.forget_set.indices,
+                                              self.forget.y.numpy(), self.forget_set.scores)
+        return metrics, out
 
     @property
     def forget(self) -> Examples:
@@ -189,14 +216,19 @@ def prepare_split(
 
     oracle, _, oracle_time, reused = train_cached(setting, retain, dataset.fingerprint, seed, "oracle", forget_key)
     log(f"seed {seed}: oracle {'reused' if reused else f'retrained in {oracle_time:.1f}s'}")
-    oracle_metrics = evaluate_split(oracle, forget_set, forget, retain, test, setting.device, seed)
-    original_metrics = evaluate_split(original, forget_set, forget, retain, test, setting.device, seed)
+    oracle_views: dict[str, Any] = {}
+    oracle_metrics = evaluate_split(oracle, forget_set, forget, retain, test, setting.device, seed,
+                                    views=oracle_views, num_classes=dataset.num_classes)
+    split = Split(seed, rule, dataset, forget_set, original, dynamics, oracle, oracle_metrics, oracle_time,
+                  setting.train_config.epochs * len(retain_idx), oracle_views=oracle_views)
+    original_metrics, original_views = split.views_of(original, setting.device)
     row: dict[str, Any] = {
         "seed": seed, "forget_size": len(forget_set), "retain_size": len(retain_idx),
-        "oracle": {"metrics": oracle_metrics, "wall_time": oracle_time},
+        "oracle": {"metrics": oracle_metrics, "wall_time": oracle_time, "per_class": oracle_views["per_class"]},
         "original": {
             "metrics": original_metrics, "vs_oracle": compare_to_oracle(original_metrics, oracle_metrics),
             "wall_time": trained["wall"], "train_accuracy": accuracy(original, dataset.train, setting.device),
+            **original_views,
         },
     }
     if spec.evaluation.noise_floor:
@@ -204,13 +236,12 @@ def prepare_split(
         independent, _, floor_time, reused = train_cached(setting, retain, dataset.fingerprint, floor_seed, "oracle",
                                                           forget_key)
         log(f"seed {seed}: independent retrain (noise floor) {'reused' if reused else f'trained in {floor_time:.1f}s'}")
-        floor_metrics = evaluate_split(independent, forget_set, forget, retain, test, setting.device, seed)
+        floor_metrics, floor_views = split.views_of(independent, setting.device)
         row["noise_floor"] = {
             "metrics": floor_metrics, "vs_oracle": compare_to_oracle(floor_metrics, oracle_metrics),
             "wall_time": floor_time, "time_fraction": floor_time / oracle_time, "examples_fraction": 1.0,
-            "seed": floor_seed,
+            "seed": floor_seed, **floor_views,
         }
-    oracle_examples = setting.train_config.epochs * len(retain_idx)
-    row["oracle"]["examples"] = oracle_examples
-    return Split(seed, rule, dataset, forget_set, original, dynamics, oracle, oracle_metrics, oracle_time,
-                 oracle_examples, row)
+    row["oracle"]["examples"] = split.oracle_examples
+    split.row = row
+    return split

@@ -418,11 +418,11 @@ def _seeds(values: Mapping[str, Any], where) -> tuple[int, ...]:
 
 
 def _methods(values: Mapping[str, Any], where) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
-    from ..methods import available_methods
+    from . import default_methods
 
     entries = values.get("run")
     if entries is None:
-        entries = available_methods()
+        entries = list(default_methods())
     if isinstance(entries, str):
         entries = [entries]
     if not isinstance(entries, list) or not entries or not all(isinstance(e, str) and e for e in entries):

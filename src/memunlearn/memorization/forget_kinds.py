@@ -98,7 +98,7 @@ def _memorization(dataset: Dataset, argument: str, seed: int, context: ForgetCon
     }
     if level == "mix":
         info["partitions"] = {name: part.tolist() for name, part in parts.items()}
-    return ForgetSet(indices, rule, seed, info=info)
+    return ForgetSet(indices, rule, seed, info=info, scores=np.asarray(scores, dtype=float))
 
 
 @torch.no_grad()

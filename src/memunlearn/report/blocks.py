@@ -11,7 +11,7 @@ from typing import Union
 
 from .data import Results
 
-__all__ = ["Block", "Bullets", "Code", "Facts", "Figure", "Heading", "Report", "Section", "Table", "Text"]
+__all__ = ["Block", "Bullets", "Code", "Facts", "Figure", "Gallery", "Heading", "Report", "Section", "Table", "Text"]
 
 
 @dataclass
@@ -50,6 +50,8 @@ class Table:
     emphasis: set[int] = field(default_factory=set)
     # shown folded under this summary line (long per-seed detail)
     collapsed: str | None = None
+    # sentences rather than numbers: cells left-aligned and wrapped
+    prose: bool = False
 
 
 @dataclass
@@ -66,7 +68,16 @@ class Code:
     summary: str | None = None
 
 
-Block = Union[Text, Heading, Bullets, Facts, Table, Figure, Code]
+@dataclass
+class Gallery:
+    """Rows of small captioned images (``data:`` URIs, or None where there is no image), one row per
+    model: the forget examples it still exposes. Markdown shows the captions only."""
+
+    rows: list[tuple[str, list[tuple[str | None, str]]]]
+    caption: str = ""
+
+
+Block = Union[Text, Heading, Bullets, Facts, Table, Figure, Code, Gallery]
 
 
 @dataclass

@@ -314,6 +314,19 @@ def summary_block(summary: Any, per_seed: Any, rule: str | None, title: str, lab
                  if is_number((r.get("original") or {}).get("train_accuracy"))]
     if train_acc:
         block.extras["original_train_accuracy"] = (min(train_acc), max(train_acc))
+    stored = summary.get("verdict")
+    if isinstance(stored, Mapping) and (retrain is None or retrain.name == NOISE_FLOOR):
+        block.extras["verdict"] = dict(stored)  # computed by the experiment (results.json); else the report computes it
+    per_class = {}
+    for name, stats in (("oracle", summary.get("oracle")), ("original", summary.get("original")),
+                        (NOISE_FLOOR, summary.get("noise_floor")), *summary["methods"].items()):
+        if isinstance(stats, Mapping) and isinstance(stats.get("per_class"), Mapping):
+            per_class[name] = dict(stats["per_class"])
+    if per_class:
+        block.extras["per_class"] = per_class
+    exposed = _exposed(per_seed)
+    if exposed:
+        block.extras["exposed"] = exposed
     partitions = {str(r.get("seed")): r["rum"] for r in per_seed if isinstance(r.get("rum"), Mapping)}
     if partitions:
         block.extras["rum_partitions"] = partitions
@@ -321,6 +334,20 @@ def summary_block(summary: Any, per_seed: Any, rule: str | None, title: str, lab
     if masks:
         block.extras["mask_layers"] = masks
     return block
+
+
+def _exposed(per_seed: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The first seed's most exposed forget examples per model (``exposed`` lists), if recorded."""
+    for seed_row in per_seed[:1]:
+        if not isinstance(seed_row, Mapping):
+            return {}
+        entries = {"original (no unlearning)": seed_row.get("original"), NOISE_FLOOR: seed_row.get("noise_floor"),
+                   **(seed_row.get("methods") or {})}
+        lists = {name: [e for e in entry["exposed"] if isinstance(e, Mapping)] for name, entry in entries.items()
+                 if isinstance(entry, Mapping) and isinstance(entry.get("exposed"), list)}
+        if lists:
+            return {"seed": seed_row.get("seed"), "models": lists}
+    return {}
 
 
 def _mask_layers(per_seed: list[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -432,6 +459,14 @@ def _parse_groups(raw: Mapping[str, Any], label: str) -> Results:
     rules = [str(g.get("forget", "?")) for g in groups]
     blocks = [summary_block(g.get("summary"), g.get("per_seed"), rule, f"forget set {rule}", label, version,
                             list(raw.get("seeds") or [])) for g, rule in zip(groups, rules)]
+    for block, group in zip(blocks, groups):
+        thumbnails = group.get("thumbnails")
+        if isinstance(thumbnails, Mapping) and isinstance(thumbnails.get("images"), Mapping):
+            block.extras["thumbnails"] = {str(k): v for k, v in thumbnails["images"].items()
+                                          if isinstance(v, str) and v.startswith("data:image/png;base64,")}
+        classes = (raw.get("dataset") or {}).get("classes")
+        if isinstance(classes, list):
+            block.extras["classes"] = [str(c) for c in classes]
     dataset = (raw.get("dataset") or {}).get("name", "?")
     model = (raw.get("setting") or {}).get("model", "?")
     title = f"{dataset} · {model} · forget {rules[0]}" if len(rules) == 1 else f"{dataset} · {model} · {len(rules)} forget sets"

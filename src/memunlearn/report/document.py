@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .blocks import Block, Bullets, Code, Facts, Figure, Heading, Report, Section, Table, Text  # noqa: F401  (their home)
+from .blocks import Block, Bullets, Code, Facts, Figure, Gallery, Heading, Report, Section, Table, Text  # noqa: F401  (their home)
 from .data import Results, load_results
 
 

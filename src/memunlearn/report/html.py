@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .blocks import Bullets, Code, Facts, Figure, Heading, Report, Section, Table, Text
+from .blocks import Bullets, Code, Facts, Figure, Gallery, Heading, Report, Section, Table, Text
 from .document import build_report
 
 CSS = """
@@ -45,6 +45,13 @@ figure { margin: 0.8em 0 1.4em; }
 figure svg { display: block; }
 figcaption { color: #56606a; font-size: 0.85rem; max-width: 1000px; }
 footer { margin-top: 3em; color: #7a848e; font-size: 0.8rem; }
+table.prose th, table.prose td { text-align: left; white-space: normal; }
+table.prose td:first-child { white-space: nowrap; font-weight: 600; }
+table.gallery td { vertical-align: top; text-align: center; white-space: normal; font-size: 11.5px; line-height: 1.25;
+                   min-width: 7.5em; }
+table.gallery td:first-child { text-align: left; font-weight: 600; vertical-align: middle; }
+table.gallery img { width: 48px; height: 48px; image-rendering: pixelated; display: block; margin: 0 auto 3px;
+                    border: 1px solid #c9ced4; }
 """
 
 
@@ -104,6 +111,8 @@ def _block(block: Any) -> str:
         return _table(block)
     if isinstance(block, Figure):
         return f"<figure>{block.svg}<figcaption>{_e(block.caption)}</figcaption></figure>"
+    if isinstance(block, Gallery):
+        return _gallery(block)
     raise TypeError(f"cannot render {type(block).__name__}")
 
 
@@ -114,8 +123,21 @@ def _table(table: Table) -> str:
         cls = ' class="emphasis"' if i in table.emphasis else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>")
     caption = f"<caption>{_e(table.caption)}</caption>" if table.caption else ""
-    text = f'<div class="scroll"><table>{caption}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+    kind = ' class="prose"' if table.prose else ""
+    text = f'<div class="scroll"><table{kind}>{caption}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
     return f"<details><summary>{_e(table.collapsed)}</summary>{text}</details>" if table.collapsed else text
+
+
+def _gallery(gallery: Gallery) -> str:
+    body = []
+    for name, items in gallery.rows:
+        cells = []
+        for uri, caption in items:
+            image = f'<img src="{_e(uri)}" alt="">' if uri and uri.startswith("data:image/png;base64,") else ""
+            cells.append(f"<td>{image}{'<br>'.join(_e(line) for line in caption.splitlines())}</td>")
+        body.append(f"<tr><td>{_e(name)}</td>{''.join(cells)}</tr>")
+    caption = f"<caption>{_e(gallery.caption)}</caption>" if gallery.caption else ""
+    return f'<div class="scroll"><table class="gallery">{caption}<tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _e(text: Any) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .blocks import Bullets, Code, Facts, Figure, Heading, Report, Table, Text
+from .blocks import Bullets, Code, Facts, Figure, Gallery, Heading, Report, Table, Text
 from .document import build_report
 
 
@@ -55,6 +55,10 @@ def _block(block: Any, hashes: str) -> list[str]:
         return lines + [""]
     if isinstance(block, Figure):
         return []
+    if isinstance(block, Gallery):  # the captions, without the images
+        lines = [f"- **{_cell(name)}**: " + "; ".join(_inline(caption.replace(chr(10), ", ")) for _, caption in items)
+                 for name, items in block.rows]
+        return lines + ([""] + [_inline(block.caption)] if block.caption else []) + [""]
     raise TypeError(f"cannot render {type(block).__name__}")
 
 

@@ -265,3 +265,44 @@ def bars(names: Sequence[str], means: Sequence[float], halves: Sequence[float | 
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     return to_svg(fig, title)
+
+
+def heatmap(names: Sequence[str], panels: Sequence[tuple[str, Sequence[Sequence[float | None]]]],
+            classes: Sequence[str], title: str, unit: str = "accuracy, %") -> str:
+    """One panel per split: a model per row, a class per column, the cell coloured and annotated
+    with its value (``None``: no example of that class, hatched). A sequential, colour-blind-safe
+    map (cividis); the annotation colour follows the cell's lightness so it reads in grayscale."""
+    import numpy as np
+
+    rows, columns = len(names), len(classes)
+    width = min(16.0, 2.2 + 0.42 * columns * len(panels) + 1.2 * len(panels))
+    fig, axes = figure(width, 1.0 + 0.32 * rows, ncols=len(panels), sharey=True)
+    image = None
+    for ax, (label, values) in zip(axes, panels):
+        grid = np.array([[np.nan if v is None else 100.0 * v for v in row] + [np.nan] * (columns - len(row))
+                         for row in values], dtype=float)
+        ax.set_facecolor("#e6e6e6")
+        image = ax.imshow(grid, cmap="cividis", vmin=0, vmax=100, aspect="auto", interpolation="nearest")
+        for (i, j), value in np.ndenumerate(grid):
+            if np.isnan(value):
+                ax.add_patch(_hatched(j, i))
+                continue
+            ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
+                    color="black" if value > 55 else "white")
+        ax.set_xticks(range(columns), classes, fontsize=8)
+        ax.set_xlabel("class")
+        ax.set_title(label)
+        ax.grid(False)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    axes[0].set_yticks(range(rows), names)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes, shrink=0.9, pad=0.01)
+        bar.set_label(unit)
+    return to_svg(fig, title)
+
+
+def _hatched(x: int, y: int):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#999999", lw=0)

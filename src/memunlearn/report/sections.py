@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .data import NOISE_FLOOR, Block, Results, Row, is_number
-from .blocks import Code, Facts, Figure, Heading, Section, Table, Text
+from .blocks import Code, Facts, Figure, Gallery, Heading, Section, Table, Text
 
 TOW_KEYS = (("tow", "ToW"), ("tow_mia", "ToW-MIA"))
 GAP_KEYS = (("gap_forget", "Δforget"), ("gap_retain", "Δretain"), ("gap_test", "Δtest"), ("gap_mia", "ΔMIA"))
@@ -67,18 +67,9 @@ class SectionSpec:
 
 def cell(row: Row | None, key: str, percent: bool) -> str:
     """``mean ± half-width`` as stored (percentages for accuracies and gaps); ``—`` when absent."""
-    if row is None:
-        return "—"
-    mean, half = row.mean(key), row.half_width(key)
-    if mean is None:
-        return "—"
-    if not percent and mean != 0 and abs(mean) < 0.001:  # tiny costs (1e-7 of the exact estimator's time)
-        return f"{mean:.2g}" + (f" ± {half:.2g}" if half is not None else "")
-    scale, digits = (100.0, 1) if percent else (1.0, 3)
-    text = f"{mean * scale:.{digits}f}"
-    if half is not None:
-        text += f" ± {half * scale:.{digits}f}"
-    return text
+    from .terminal import format_interval
+
+    return "—" if row is None else format_interval(row.stats.get(key), percent)
 
 
 def _percent(value: float) -> str:
@@ -158,7 +149,10 @@ def scored(block: Block) -> list[Row]:
 
 
 def closeness(row: Row) -> float:
-    return (row.mean("tow") or 0.0) * (1.0 if (tow_mia := row.mean("tow_mia")) is None else tow_mia)
+    """ToW × ToW-MIA (:func:`memunlearn.experiment.summary.closeness`, the one definition)."""
+    from ..experiment.summary import closeness as of_stats
+
+    return of_stats(row.stats)
 
 
 def describe(row: Row, cost: bool = True) -> str:
@@ -170,16 +164,120 @@ def describe(row: Row, cost: bool = True) -> str:
     return f"{row.label} ({', '.join(parts)})"
 
 
+def block_verdict(block: Block) -> dict[str, Any]:
+    """The block's verdict: as the experiment stored it (results.json), else computed here by the
+    same function (:func:`memunlearn.experiment.summary.verdict`) from the block's rows."""
+    from ..experiment.summary import verdict
+
+    if isinstance(block.extras.get("verdict"), Mapping) and block.extras["verdict"].get("methods") is not None:
+        return block.extras["verdict"]
+    summary: dict[str, Any] = {"methods": {row.name: {**row.stats, "seeds_ok": row.seeds_ok, "seeds": row.seeds}
+                                           for row in block.compared()}}
+    if block.retrain is not None:
+        summary["noise_floor"] = block.retrain.stats
+    if block.original is not None:
+        summary["original"] = block.original.stats
+    if block.oracle is not None:
+        summary["oracle"] = block.oracle.stats
+    runs = [r for r in block.per_seed if isinstance(r, Mapping) and isinstance(r.get("original"), Mapping)
+            and isinstance(r.get("methods"), Mapping)]
+    return verdict(summary, runs or None)
+
+
+def _row(block: Block, name: str | None) -> Row | None:
+    return next((row for row in block.methods if row.name == name), None)
+
+
+def _short_phrase(short: Mapping[str, Any] | None) -> str:
+    """``outside the floor by ToW 0.011, ToW-MIA 0.018`` (how far the means fall below the bars)."""
+    parts = [f"{label} {short[key]:.3f}" for key, label in TOW_KEYS
+             if short and is_number(short.get(key)) and short[key] > 0]
+    return "outside the floor by " + ", ".join(parts) if parts else ""
+
+
+def _pp(value: Any) -> str:
+    if not is_number(value):
+        return "—"
+    points = 100 * value
+    return "±0.0" if abs(points) < 0.05 else f"{points:+.1f}"
+
+
+def effect_phrase(entry: Mapping[str, Any]) -> str:
+    """``forget +2.1, retain −0.3, test −0.5 pp vs the oracle`` (accuracy differences, means)."""
+    effect = entry.get("effect") or {}
+    return (f"forget {_pp(effect.get('forget'))}, retain {_pp(effect.get('retain'))}, test {_pp(effect.get('test'))} "
+            "pp vs oracle").replace("-", "−")
+
+
+@dataclass
+class MethodLine:
+    """What one method did, in words: against the noise floor, to the accuracies, at what cost."""
+
+    name: str
+    kind: str  # inside, outside, unchanged or reference (the original model)
+    status: str
+    effect: str = ""
+    cost: str = ""
+    compact: tuple[str, str, str] = ("", "", "")  # status, effect, cost for a terminal's columns
+
+    @property
+    def text(self) -> str:
+        return "; ".join(part for part in (self.status, self.effect, self.cost) if part)
+
+
+def _compact(entry: Mapping[str, Any], status: str) -> tuple[str, str, str]:
+    effect = entry.get("effect") or {}
+    cost = [f"{entry[key]:.2f}× {what}" for key, what in (("time_fraction", "time"), ("examples_fraction", "examples"))
+            if is_number(entry.get(key))]
+    return (status, " / ".join(_pp(effect.get(k)).replace("-", "−") for k in ("forget", "retain", "test")),
+            ", ".join(cost))
+
+
+def method_lines(block: Block) -> list[MethodLine]:
+    """One line per method (and the original model first), from the block's verdict."""
+    v = block_verdict(block)
+    lines = []
+    if v.get("original") and block.original is not None:
+        lines.append(MethodLine(block.original.name, "reference", "the gap unlearning has to close",
+                                effect_phrase(v["original"]), compact=_compact(v["original"], "(the gap to close)")))
+    for row in block.compared():
+        entry = (v.get("methods") or {}).get(row.name)
+        if not entry:
+            continue
+        if row.seeds_ok == 0:
+            lines.append(MethodLine(row.label, "outside", "did not finish on any seed"))
+            continue
+        cost = cost_phrase(entry.get("time_fraction"), entry.get("examples_fraction"))
+        if entry.get("unchanged"):
+            lines.append(MethodLine(row.label, "unchanged", f"left the model unchanged ({entry['unchanged']})", "", cost,
+                                    _compact(entry, "UNCHANGED: " + entry["unchanged"].removeprefix("its "))))
+            continue
+        inside = bool(entry.get("inside")) and v.get("status") != "vacuous"
+        if entry.get("inside") and not inside:
+            status = "within the floor, as is the original model (no verdict)"
+        else:
+            status = ("inside the noise floor" if inside else _short_phrase(entry.get("short"))
+                      or "not compared with a noise floor")
+        short = ", ".join(f"{label} {entry['short'][key]:.3f}" for key, label in TOW_KEYS
+                          if is_number((entry.get("short") or {}).get(key)) and entry["short"][key] > 0)
+        compact = ("inside" if inside else ("inside, as is the original" if entry.get("inside") else
+                                            (f"short by {short}" if short else "—")))
+        lines.append(MethodLine(row.label, "inside" if inside else "outside", status, effect_phrase(entry), cost,
+                                _compact(entry, compact)))
+    return lines
+
+
 def headline_blocks(block: Block) -> list[Any]:
     out: list[Any] = []
     rows = scored(block)
-    bars = thresholds(block)
+    v = block_verdict(block)
+    bars = v.get("bars") or {}
+    by_name = {row.name: row for row in block.methods}
     if block.retrain is not None and bars:
-        within = sorted((r for r in rows if indistinguishable(block, r)),
-                         key=lambda r: math.inf if (cost := r.mean("time_fraction")) is None else cost)
+        within = [by_name[name] for name in v.get("inside") or [] if name in by_name]
         criterion = " and ".join(f"{label} ≥ {bars[key]:.3f}" for key, label in TOW_KEYS if key in bars)
         one_seed = block.retrain.interval("tow") is None
-        no_verdict = vacuous(block)
+        no_verdict = v.get("status") == "vacuous"
         names = "; ".join(f"{r.label} ({row_cost(r)})" for r in within)
         if no_verdict:
             # Even doing nothing passes: naming methods "indistinguishable" would mislead.
@@ -188,11 +286,14 @@ def headline_blocks(block: Block) -> list[Any]:
             out.append(Text("The forget set left little trace, or the interval is too wide (more seeds narrow it)."
                             + (f" Within the interval: {names}." if names else ""), "warn"))
         elif within:
-            out.append(Text(f"Indistinguishable from retraining: {names}.", "lead"))
+            out.append(Text(f"Indistinguishable from retraining: {names}."
+                            + (f" The cheapest: {within[0].label}." if len(within) > 1 else ""), "lead"))
         else:
-            best = max(rows, key=closeness) if rows else None
+            best = by_name.get(v.get("closest"))
+            short = _short_phrase(v.get("closest_short"))
             out.append(Text("No method is indistinguishable from retraining here"
-                            + (f"; closest: {describe(best)}." if best else "."), "lead"))
+                            + (f"; closest: {describe(best)}" + (f", {short}" if short else "") + "." if best else "."),
+                            "lead"))
         out.append(Text(
             f"Criterion: {criterion}, the lower end{'s' if len(bars) > 1 else ''} of the 95% interval"
             f"{'s' if len(bars) > 1 else ''} of an independent retrain (the oracle's recipe with another seed: "
@@ -209,9 +310,15 @@ def headline_blocks(block: Block) -> list[Any]:
                         "retraining.", "lead"))
         out.append(Text(f"Why: {block.retrain_note}."))
         if rows:
-            closest = sorted(rows, key=closeness, reverse=True)[:3]
+            best = sorted(rows, key=closeness, reverse=True)[:3]
             out.append(Text("Against the oracle alone (ToW × ToW-MIA, 1 = the oracle's numbers), the closest: "
-                            + "; ".join(describe(r) for r in closest) + "."))
+                            + "; ".join(describe(r) for r in best) + "."))
+    unchanged = [name for name in v.get("unchanged") or [] if name in by_name]
+    if unchanged:
+        reasons = (v.get("methods") or {})
+        out.append(Text("Left the model unchanged (its numbers are the original model's, not unlearning): "
+                        + "; ".join(f"{name} ({reasons[name]['unchanged']})" for name in unchanged)
+                        + ". Check their hyperparameters for this setting.", "warn"))
     failed = [r for r in block.methods if r.failed]
     if failed:
         out.append(Text("Did not finish: " + "; ".join(
@@ -259,6 +366,114 @@ def headline_section(results: Results) -> Section:
     for block in results.blocks:
         blocks += block_heading(results, block) + headline_blocks(block)
     return Section("headline", "Headline", blocks)
+
+
+MARKS = {"inside": "✓", "unchanged": "!", "outside": "", "reference": ""}
+
+
+def methods_said_section(results: Results) -> Section:
+    """One line per method: inside the noise floor or by how much not, what it did to forget,
+    retain and test accuracy relative to the oracle, at what cost; a mark where it left the model
+    unchanged."""
+    blocks: list[Any] = []
+    for block in results.blocks:
+        lines = method_lines(block)
+        if not lines:
+            continue
+        blocks += block_heading(results, block)
+        table = Table(["method", "what it did (means over seeds)"], [], prose=True, caption=(
+            "✓ inside the noise floor (ToW and ToW-MIA at or above the independent retrain's interval); "
+            "! left the model unchanged. Accuracy differences are the method's minus the oracle's, in percentage "
+            "points: a positive forget difference is what the model still remembers that a retrain would not."))
+        for i, line in enumerate(lines):
+            table.rows.append([f"{MARKS[line.kind]} {line.name}" if MARKS.get(line.kind) else line.name, line.text])
+            if line.kind == "reference":
+                table.emphasis.add(i)
+        blocks.append(table)
+    return Section("what-each-did", "What each method did", blocks)
+
+
+def _has_per_class(results: Results) -> bool:
+    return any(block.extras.get("per_class") for block in results.blocks)
+
+
+def per_class_section(results: Results) -> Section:
+    """Accuracy per class (a heat map per split) for the oracle, the original, the noise floor and
+    each method, means over seeds as the experiment stored them."""
+    plots = _plots()
+    blocks: list[Any] = []
+    for block in results.blocks:
+        per_class = block.extras.get("per_class") or {}
+        order = ["oracle", "original", NOISE_FLOOR] + [row.name for row in block.compared()]
+        shown = {"oracle": "oracle", "original": "original (no unlearning)"}
+        names = [name for name in order if name in per_class]
+        if len(names) < 2:
+            continue
+        splits = [split for split in ("forget", "test") if any(per_class[n].get(split) for n in names)]
+        if not splits:
+            continue
+        classes = block.extras.get("classes") or [str(c) for c in range(max(len(per_class[n][splits[0]] or [])
+                                                                             for n in names))]
+        panels = [(f"{split} set", [per_class[n].get(split) or [] for n in names]) for split in splits]
+        title = f"Accuracy per class · {block.title}"
+        blocks += block_heading(results, block)
+        blocks.append(Figure(plots.heatmap([shown.get(n, n) for n in names], panels, classes, title), (
+            "Accuracy per class (%, mean over seeds) on the forget set and the test set. Read each method's row "
+            "against the oracle's (top): a forget-set cell brighter than the oracle's is a class the method still "
+            "remembers; a darker test-set cell is collateral damage. Hatched: no forget example of that class.")))
+        table = Table(["model", *[f"{split} · {c}" for split in splits for c in classes]], [],
+                      collapsed=f"per-class accuracies (%) · {block.title}")
+        for name in names:
+            values = [per_class[name].get(split) or [] for split in splits]
+            table.rows.append([shown.get(name, name), *[_num(100 * v if is_number(v) else None, 1)
+                                                       for split_values in values for v in
+                                                       (list(split_values) + [None] * (len(classes) - len(split_values)))]])
+        blocks.append(table)
+    return Section("per-class", "Accuracy per class", blocks)
+
+
+def _has_exposed(results: Results) -> bool:
+    return any(block.extras.get("exposed") for block in results.blocks)
+
+
+def exposed_section(results: Results) -> Section:
+    """The forget examples each model still exposes most: the largest margin of its probability of
+    the true label over the oracle's, with thumbnails (image data) and memorization scores (when
+    the forget set was chosen by one), on the first seed."""
+    blocks: list[Any] = []
+    for block in results.blocks:
+        exposed = block.extras.get("exposed") or {}
+        models = exposed.get("models") or {}
+        if not models:
+            continue
+        thumbnails = block.extras.get("thumbnails") or {}
+        classes = block.extras.get("classes") or []
+        names = [n for n in ["original (no unlearning)", NOISE_FLOOR] + [r.name for r in block.compared()] if n in models]
+        rows = []
+        for name in names:
+            items = []
+            for e in models[name]:
+                label, predicted = e.get("label"), e.get("predicted")
+
+                def cls(c, classes=classes):
+                    return classes[c] if isinstance(c, int) and 0 <= c < len(classes) else str(c)
+                lines = [f"#{e.get('index')} · {cls(label)}" + (f" → {cls(predicted)}" if predicted != label else ""),
+                         f"p {_num(e.get('confidence'), 2)} vs {_num(e.get('oracle_confidence'), 2)}"]
+                if is_number(e.get("memorization")):
+                    lines.append(f"mem. {e['memorization']:.2f}")
+                items.append((thumbnails.get(str(e.get("index"))), "\n".join(lines)))
+            rows.append((name, items))
+        has_scores = any(is_number(e.get("memorization")) for items in models.values() for e in items)
+        blocks += block_heading(results, block)
+        blocks.append(Text(
+            f"Seed {exposed.get('seed', '?')}: for each model, the forget examples whose probability of the true "
+            "label most exceeds the oracle's (what the model still knows about them that a retrain would not). "
+            "Under each: the training-set index, the label (→ the predicted class when it differs), the model's "
+            "probability of the true label vs the oracle's"
+            + (", and the memorization score that chose the forget set (higher = more memorized)." if has_scores else ".")
+            + " A method that forgot well shows margins near those of the independent retrain.", "note"))
+        blocks.append(Gallery(rows))
+    return Section("exposed", "Forget examples still exposed", blocks)
 
 
 def table_section(results: Results) -> Section:
@@ -633,7 +848,12 @@ def _blocks_with_methods(results: Results) -> bool:
 SECTIONS: list[SectionSpec] = [
     SectionSpec("setting", lambda r: True, setting_section),
     SectionSpec("headline", _blocks_with_methods, headline_section),
+    SectionSpec("what-each-did", _blocks_with_methods, methods_said_section),
     SectionSpec("tables", _blocks_with_methods, table_section),
+    SectionSpec("per-class", _has_per_class, per_class_section, figure=False,
+                absent="accuracy per class (a heat map: results from this version's `memunlearn run`)"),
+    SectionSpec("exposed", _has_exposed, exposed_section,
+                absent="the forget examples still most exposed (results from this version's `memunlearn run`)"),
     SectionSpec("tow", _blocks_with_methods, tow_plot_section, figure=True),
     SectionSpec("gaps", _blocks_with_methods, gaps_plot_section, figure=True),
     SectionSpec("cost", _blocks_with_methods, cost_plot_section, figure=True),

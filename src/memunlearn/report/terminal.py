@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -16,7 +17,10 @@ COLUMNS = (
     ("ToW", "tow", False),
     ("ToW-MIA", "tow_mia", False),
     ("Time / oracle", "time_fraction", False),
+    ("Params changed", "params_changed_fraction", True),
 )
+# how each kind of per-method line is marked in the terminal (see sections.method_lines)
+LINE_MARKS = {"inside": "✓", "outside": "·", "unchanged": "!", "reference": " "}
 
 
 def format_interval(stat: dict[str, Any] | None, percent: bool) -> str:
@@ -30,13 +34,15 @@ def format_interval(stat: dict[str, Any] | None, percent: bool) -> str:
         >>> format_interval({"mean": 0.5, "half_width": None, "n": 1}, percent=True)
         '50.0'
     """
-    if not stat or stat.get("n", 0) == 0 or not _finite(stat.get("mean")):
+    if not isinstance(stat, Mapping) or stat.get("n", 1) == 0 or not _finite(stat.get("mean")):
         return "—"
-    scale, unit = (100, "") if percent else (1, "")
-    text = f"{stat['mean'] * scale:.1f}" if percent else f"{stat['mean']:.3f}"
-    if _finite(stat.get("half_width")):
-        text += f" ± {stat['half_width'] * scale:.1f}" if percent else f" ± {stat['half_width']:.3f}"
-    return text + unit
+    mean, half = stat["mean"], stat.get("half_width")
+    if not percent and mean != 0 and abs(mean) < 0.001:  # tiny costs (1e-7 of the exact estimator's time)
+        return f"{mean:.2g}" + (f" ± {half:.2g}" if _finite(half) else "")
+    text = f"{mean * 100:.1f}" if percent else f"{mean:.3f}"
+    if _finite(half):
+        text += f" ± {half * 100:.1f}" if percent else f" ± {half:.3f}"
+    return text
 
 
 def _finite(value: Any) -> bool:
@@ -73,7 +79,7 @@ def results_tables(results: dict[str, Any]) -> list[Table]:
             table.add_column(label, justify="right")
         if block.oracle is not None:
             table.add_row(block.oracle.name, *[format_interval(block.oracle.stats.get(key.removeprefix("metrics.")), pct)
-                                               for _, key, pct in COLUMNS[:-1]], "1.000")
+                                               for _, key, pct in COLUMNS[:-2]], "1.000", "—")
         rows = ([block.original] if block.original else [])
         if block.retrain is not None and block.retrain not in block.methods:
             rows.append(block.retrain)
@@ -94,6 +100,20 @@ def output_console(file=None) -> Console:
 
 def print_results(results: dict[str, Any], console: Console | None = None) -> None:
     """Print every forget set's table of a results dictionary (either results.json format)."""
+    from .data import load_results
+    from .sections import method_lines
+
     console = console or output_console()
-    for table in results_tables(results):
+    loaded = load_results(results)
+    for table, block in zip(results_tables(loaded.raw if loaded.raw else results), loaded.blocks):
         console.print(table)
+        lines = method_lines(block)
+        if lines:
+            said = Table(title="What each method did (✓ inside the noise floor, ! left the model unchanged)",
+                         box=None, show_header=True, header_style="bold", pad_edge=False)
+            for header in ("", "Method", "Against the noise floor (ToW, ToW-MIA)", "Δ forget / retain / test acc vs oracle (pp)",
+                           "Cost vs oracle"):
+                said.add_column(header)
+            for line in lines:
+                said.add_row(LINE_MARKS.get(line.kind, " "), line.name, *line.compact)
+            console.print(said)

@@ -213,6 +213,14 @@ def _checked(name: str, raw: RawData | tuple) -> RawData:
             raise DataError(f"{name}: {split} labels should be integers 0..{len(raw.classes) - 1}")
     if raw.x_train.shape[1:] != raw.x_test.shape[1:]:
         raise DataError(f"{name}: train images are {raw.x_train.shape[1:]} but test images are {raw.x_test.shape[1:]}")
+    present = np.unique(raw.y_train)
+    if len(present) < 2:
+        raise DataError(f"{name}: the training set has {len(present)} class ({len(raw.classes)} named); a classifier "
+                        "needs at least 2 classes with examples")
+    for split in ("train", "test"):
+        x = getattr(raw, f"x_{split}")
+        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+            raise DataError(f"{name}: the {split} images hold {int((~np.isfinite(x)).sum())} NaN or infinite values")
     return raw
 
 

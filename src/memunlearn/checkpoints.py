@@ -49,7 +49,8 @@ def save_checkpoint(
     tensors = {STATE_PREFIX + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
     header = {METADATA_KEY: json.dumps(metadata or {}, default=str), CHECKSUM_KEY: sha256_of_tensors(tensors)}
-    with atomic_path(path) as tmp:
+    size = sum(t.numel() * t.element_size() for t in tensors.values())
+    with atomic_path(path, size_hint=size) as tmp:
         save_file(tensors, str(tmp), metadata=header)
     return Path(path)
 

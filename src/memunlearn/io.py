@@ -229,14 +229,16 @@ def _size(count: int | None) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, size_hint: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     The file gets the permissions a plain ``open`` would give it (``0o666 & ~umask``).
+    ``size_hint`` (bytes the file will take) is named in the error when the disk is full.
 
     Raises:
         OutputError: the folder cannot be created or the file cannot be written (no space,
-            read-only, ...); an existing file at ``path`` is then left as it was.
+            read-only, ...); an existing file at ``path`` is then left as it was, and no
+            temporary file is left behind.
 
     Example:
         >>> with atomic_path("out/results.json") as tmp:  # doctest: +SKIP
@@ -258,17 +260,43 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         _WRITTEN.append(path)
     except OutputError:
         raise
-    except OSError as exc:
-        if exc.errno in _WRITE_ERRNOS or exc.filename in (str(tmp), str(path)):
-            try:
-                written = tmp.stat().st_size
-            except OSError:
-                written = None
+    except Exception as exc:  # noqa: BLE001 - a full disk surfaces as OSError, SafetensorError, ...
+        written = _size_of(tmp)
+        if _is_disk_full(exc, path):
+            requested = _requested_bytes(exc)
+            raise _output_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+                                max(written or 0, requested or 0, size_hint or 0) or None) from exc
+        if isinstance(exc, OSError) and (exc.errno in _WRITE_ERRNOS or exc.filename in (str(tmp), str(path))):
             raise _output_error(path, exc, written) from exc
         raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _is_disk_full(exc: BaseException, path: Path) -> bool:
+    """Whether ``exc`` (from any writer: open/write, numpy, safetensors) means the disk is full."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    if "No space left on device" in text or "os error 28" in text or "Disk quota exceeded" in text:
+        return True
+    # numpy's tofile/save on a full disk: "N requested and M written", without an errno
+    return isinstance(exc, OSError) and _requested_bytes(exc) is not None and _free_bytes(path.parent) == 0
+
+
+def _requested_bytes(exc: BaseException) -> int | None:
+    import re
+
+    match = re.search(r"(\d+) requested and (\d+) written", str(exc))
+    return int(match.group(1)) if match else None
 
 
 def written_files(since: int = 0) -> list[Path]:

@@ -10,6 +10,8 @@ one Pillow decode per file) entirely. Nothing is ever downloaded.
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import os
@@ -273,5 +275,12 @@ def _write_cache(folder: Path, raw: RawData, fingerprint: str) -> None:
         meta = {"classes": list(raw.classes), "fingerprint": fingerprint, "shapes": shapes}
         with atomic_path(folder / "meta.json") as tmp:
             tmp.write_text(json.dumps(meta))
-    except OSError:
-        pass  # an unwritable cache only costs speed; the next load decodes again
+    except OSError as exc:  # an unwritable cache (a full disk, ...) only costs speed; the next load decodes again
+        import warnings
+
+        for name in _ARRAYS:  # no half-written cache entry is left behind
+            with contextlib.suppress(OSError):
+                (folder / f"{name}.npy").unlink()
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+        warnings.warn(f"the dataset cache was not written ({exc}); the data is decoded again next time")

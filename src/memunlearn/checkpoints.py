@@ -49,7 +49,8 @@ def save_checkpoint(
     tensors = {STATE_PREFIX + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({k: v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
     header = {METADATA_KEY: json.dumps(metadata or {}, default=str), CHECKSUM_KEY: sha256_of_tensors(tensors)}
-    with atomic_path(path) as tmp:
+    size = sum(t.numel() * t.element_size() for t in tensors.values())
+    with atomic_path(path, size_hint=size) as tmp:
         save_file(tensors, str(tmp), metadata=header)
     return Path(path)
 
@@ -162,6 +163,28 @@ def model_metadata(model_name: str, width: int, in_channels: int, num_classes: i
             "image_size": image_size, **extra}
 
 
+def check_architecture_metadata(metadata: dict[str, Any], path: str | os.PathLike) -> None:
+    """The architecture a checkpoint describes must be plausible before a model is built from it:
+    integer sizes in range (a width of 10**7 would try to allocate petabytes).
+
+    Raises:
+        CheckpointError: naming the bad entry.
+    """
+    from .limits import MAXIMA, large_allowed
+
+    if not isinstance(metadata.get("model"), str) or not metadata["model"]:
+        raise CheckpointError(f"checkpoint {path}: its metadata 'model' should be a model name, got {metadata.get('model')!r}")
+    limits = {"width": (1, MAXIMA["width"]), "in_channels": (1, 64), "num_classes": (2, 100_000),
+              "image_size": (1, MAXIMA["image_size"])}
+    for key, (low, high) in limits.items():
+        value = metadata.get(key)
+        if key == "width" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (value > high and not large_allowed()):
+            raise CheckpointError(f"checkpoint {path}: its metadata {key!r} should be an integer in [{low}, {high}], got "
+                                  f"{value!r}; it was not written by `memunlearn train`, or was edited")
+
+
 def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Tensor], dict[str, Any]]:
     """Rebuild a model saved with architecture metadata (see :func:`model_metadata`).
 
@@ -178,8 +201,9 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Tensor], d
     from .models import build_model
 
     state, extra, metadata = read_checkpoint(path)
-    if "model" not in metadata:
+    if not isinstance(metadata, dict) or "model" not in metadata:
         raise CheckpointError(f"checkpoint {path} has no architecture metadata; save it with `memunlearn train`")
+    check_architecture_metadata(metadata, path)
     try:
         model = build_model(metadata["model"], metadata["in_channels"], metadata["num_classes"],
                             width=metadata["width"], image_size=metadata["image_size"])

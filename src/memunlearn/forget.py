@@ -136,15 +136,59 @@ def make_forget_set(spec: str, dataset: Dataset, seed: int = 0, context: ForgetC
         >>> from memunlearn import load_dataset  # doctest: +SKIP
         >>> forget = make_forget_set("iid:0.1", load_dataset("digits"), seed=0)  # doctest: +SKIP
     """
-    kind, _, argument = spec.partition(":")
+    kind, colon, argument = spec.partition(":")
     if kind not in _KINDS:
         _load_kind_modules()
     if kind not in _KINDS:
         raise unknown_name("forget-set kind", kind, _KINDS)
+    if colon and not argument.strip():
+        raise ConfigError(f"forget rule {spec!r} has nothing after ':'; give a value (e.g. {kind}:0.1) or drop the ':'")
     forget = _KINDS[kind](dataset, argument, seed, context or ForgetContext())
     forget.indices = validate_indices(forget.indices, len(dataset.train), source=spec)
     check_retain_usable(forget, dataset, allow_emptied_classes=(kind == "full-class"))
     return forget
+
+
+class _NeedsModel(Exception):
+    """Raised by :func:`check_forget_rules`'s context: the rule needs the original model, so its
+    remaining checks happen when it is drawn (its syntax, names and files were checked)."""
+
+
+def check_forget_rules(rules: Iterable[str], dataset: Dataset, seed: int = 0) -> None:
+    """Check every forget rule (syntax, names, files, sizes) before any training.
+
+    Rules that rank examples with the original model (``memorization:high``, ...) are checked up to
+    the point where they would need it; every other rule is drawn once and discarded.
+
+    Raises:
+        ConfigError: naming every bad rule (all of them in one line), or a rule given twice.
+
+    Example:
+        >>> from memunlearn import load_dataset  # doctest: +SKIP
+        >>> check_forget_rules(["iid:0.1", "classes:3,5"], load_dataset("digits"))  # doctest: +SKIP
+    """
+    from .errors import MemunlearnError
+
+    rules = list(rules)
+    twice = [r for i, r in enumerate(rules) if r in rules[:i]]
+    if twice:
+        raise ConfigError(f"forget rule {twice[0]!r} is given twice")
+
+    def needs_model():
+        raise _NeedsModel()
+
+    problems = []
+    for rule in rules:
+        try:
+            make_forget_set(rule, dataset, seed, ForgetContext(original=needs_model))
+        except _NeedsModel:
+            pass
+        except MemunlearnError as exc:
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} bad forget rules: " + "; ".join(problems))
 
 
 def validate_indices(values: Iterable[Any], n: int, source: str = "forget indices") -> np.ndarray:
@@ -160,7 +204,11 @@ def validate_indices(values: Iterable[Any], n: int, source: str = "forget indice
     non_integer = [v for v in values if not _is_integer(v)]
     if non_integer:
         raise ForgetSetError(f"{source}: non-integer entries {_show(non_integer)}")
-    indices = np.array([int(v) for v in values], dtype=np.int64)
+    as_int = [int(v) for v in values]
+    beyond = [v for v in as_int if not 0 <= v < n]
+    if beyond:  # checked as Python integers: one beyond int64 must not overflow
+        raise ForgetSetError(f"{source}: indices out of range [0, {n - 1}]: {_show(beyond)}")
+    indices = np.array(as_int, dtype=np.int64)
     out_of_range = indices[(indices < 0) | (indices >= n)]
     if len(out_of_range):
         raise ForgetSetError(
@@ -197,9 +245,14 @@ def read_index_file(path: str | os.PathLike) -> list[Any]:
         raise ForgetSetError(f"forget index file {path} does not exist")
     if path.suffix == ".npy":
         try:
-            return np.load(path, allow_pickle=False).ravel().tolist()
-        except (ValueError, OSError) as exc:
-            raise ForgetSetError(f"forget index file {path} is not a readable .npy array ({exc})") from exc
+            array = np.load(path, allow_pickle=False)
+        except Exception as exc:  # numpy raises ValueError, OSError, EOFError, ... for a damaged file
+            raise ForgetSetError(f"forget index file {path} is not a readable .npy array ({type(exc).__name__}: "
+                                 f"{exc})") from None
+        if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
+            raise ForgetSetError(f"forget index file {path} should hold a 1-D array of integers, got {array.dtype} "
+                                 f"of shape {array.shape}")
+        return array.tolist()
     try:
         text = path.read_text()
     except UnicodeDecodeError:
@@ -209,10 +262,14 @@ def read_index_file(path: str | os.PathLike) -> list[Any]:
     except OSError as exc:
         raise ForgetSetError(f"forget index file {path} cannot be read ({exc.strerror or exc})") from None
     entries = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
-        if line:
-            entries.extend(line.replace(",", " ").split())
+        if not line:
+            continue
+        if len(line.split()) != 1 or "," in line:
+            raise ForgetSetError(f"forget index file {path}, line {number}: {line[:40]!r} is not one integer; "
+                                 "the format is one index per line (no commas)")
+        entries.append(line)
     return entries
 
 
@@ -257,13 +314,25 @@ def _classes(argument: str, dataset: Dataset, rule: str) -> list[int]:
     bad = [c for c in classes if not 0 <= c < dataset.num_classes]
     if not classes or bad:
         raise ConfigError(f"{rule}: classes must be in [0, {dataset.num_classes - 1}] (got {argument!r})")
+    twice = sorted({c for c in classes if classes.count(c) > 1})
+    if twice:
+        raise ConfigError(f"{rule}:{argument}: class {twice[0]} is listed twice")
     return classes
+
+
+def _size(fraction: float, n: int, rule: str) -> int:
+    """How many of ``n`` examples ``fraction`` selects; refuses a fraction that selects none."""
+    size = int(round(fraction * n))
+    if size < 1:
+        raise ConfigError(f"{rule}: a fraction of {fraction:g} selects 0 of the {n} training examples; "
+                          f"the smallest useful fraction is {1 / n:.3g}")
+    return size
 
 
 def _iid(dataset: Dataset, argument: str, seed: int, context: ForgetContext) -> ForgetSet:
     fraction = _fraction(argument, "iid")
     n = len(dataset.train)
-    size = max(1, int(round(fraction * n)))
+    size = _size(fraction, n, f"iid:{argument}")
     indices = np.random.default_rng(seed).choice(n, size=size, replace=False)
     return ForgetSet(indices, f"iid:{fraction}", seed, info={"fraction": fraction})
 
@@ -272,7 +341,7 @@ def _partial_classes(dataset: Dataset, argument: str, seed: int, context: Forget
     class_part, _, fraction_part = argument.partition(":")
     classes = _classes(class_part, dataset, "classes")
     fraction = _fraction(fraction_part, "classes")
-    size = max(1, int(round(fraction * len(dataset.train))))
+    size = _size(fraction, len(dataset.train), f"classes:{argument}")
     pool = np.flatnonzero(np.isin(dataset.train.y.numpy(), classes))
     if size >= len(pool):
         raise ForgetSetError(
@@ -293,7 +362,7 @@ def _mislabeled(dataset: Dataset, argument: str, seed: int, context: ForgetConte
     fraction = _fraction(argument, "mislabeled")
     n, k = len(dataset.train), dataset.num_classes
     rng = np.random.default_rng(seed)
-    indices = np.sort(rng.choice(n, size=max(1, int(round(fraction * n))), replace=False))
+    indices = np.sort(rng.choice(n, size=_size(fraction, n, f"mislabeled:{argument}"), replace=False))
     labels = dataset.train.y.clone()
     # a uniformly random OTHER class: shift by 1..k-1
     labels[indices] = (labels[indices] + torch.from_numpy(rng.integers(1, k, size=len(indices)))) % k

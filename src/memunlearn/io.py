@@ -71,8 +71,44 @@ def _check_creatable(path: Path, what: str, min_free_bytes: int) -> None:
         )
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (after symlinks; hard links too when both exist)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.expanduser().resolve() == b.expanduser().resolve()
+
+
+def _check_not_input(path: Path, what: str, inputs) -> None:
+    for given in inputs or ():
+        if given is None or str(given) == "":
+            continue
+        if _same_file(path, Path(given).expanduser()):
+            raise OutputError(f"{what} {path} is also an input of this command ({given}); writing it would destroy "
+                              "the input, so choose another output path")
+
+
+def _check_regular(path: Path, what: str) -> None:
+    """An existing ``path`` must be a regular file (it is replaced by a rename): a FIFO, a device
+    or a socket is refused."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    import stat
+
+    if stat.S_ISDIR(mode):
+        raise OutputError(f"{what} {path} is a directory; give a file path")
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise OutputError(f"{what} {path} is {kind}; outputs are regular files, written atomically: give a file path")
+
+
 def check_output_dir(path: str | os.PathLike, what: str = "output directory",
-                     min_free_bytes: int = MIN_FREE_BYTES) -> Path:
+                     min_free_bytes: int = MIN_FREE_BYTES, files=(), inputs=()) -> Path:
     """Check, before any work, that ``path`` can be used as an output or cache directory.
 
     It may exist (as a directory) or not (then its nearest existing ancestor must be a writable
@@ -82,12 +118,16 @@ def check_output_dir(path: str | os.PathLike, what: str = "output directory",
         path: the directory.
         what: how the user knows it (``"--out"``, ``"cache directory"``); starts the message.
         min_free_bytes: refuse a file system with less free space than this.
+        files: names (relative to ``path``) the command will write there: each must be absent or
+            a regular file (not a folder, FIFO or device), and none may be one of ``inputs``.
+        inputs: every file the command reads; none may be overwritten.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        OutputError: it is a file, lies under a file, is not writable, or its file system is full.
+        OutputError: it is a file, lies under a file, is not writable, or its file system is full;
+            an output file inside it is of the wrong kind or is an input.
 
     Example:
         >>> check_output_dir("/etc/hostname", "--out")  # doctest: +SKIP
@@ -95,27 +135,55 @@ def check_output_dir(path: str | os.PathLike, what: str = "output directory",
         memunlearn.errors.OutputError: --out /etc/hostname is a file, not a directory; ...
     """
     path = Path(path).expanduser()
+    if str(path) == "":
+        raise OutputError(f"{what} is empty; give a directory")
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {path} is a file, not a directory; choose another path or remove the file")
     _check_creatable(path, what, min_free_bytes)
+    for name in files:
+        target = path / name
+        _check_regular(target, f"{what}: {name}")
+        _check_not_input(target, f"{what}: {name}", inputs)
     return path
 
 
 def check_output_file(path: str | os.PathLike, what: str = "output file",
-                      min_free_bytes: int = MIN_FREE_BYTES) -> Path:
+                      min_free_bytes: int = MIN_FREE_BYTES, inputs=()) -> Path:
     """Check, before any work, that a file can be written (atomically) at ``path``.
 
-    An existing file there is fine (it is replaced only when the new one is complete).
+    An existing regular file there is fine (it is replaced only when the new one is complete),
+    unless it is one of ``inputs``.
 
     Raises:
-        OutputError: ``path`` is a directory, its folder cannot be created or written, or its
-            file system is full.
+        OutputError: ``path`` is a directory, a FIFO or a device, one of ``inputs``, its folder
+            cannot be created or written, or its file system is full.
     """
+    if str(path) == "":
+        raise OutputError(f"{what} is empty; give a file path")
     path = Path(path).expanduser()
-    if path.is_dir():
-        raise OutputError(f"{what} {path} is a directory; give a file path")
+    _check_regular(path, what)
+    _check_not_input(path, what, inputs)
     _check_creatable(path.parent if str(path.parent) else Path("."), what, min_free_bytes)
     return path
+
+
+def check_cache_dir(cache_dir: str | os.PathLike | None = None, what: str = "cache directory") -> Path:
+    """The cache and each of its sub-folders (checkpoints, cells, datasets, pools, privacy) must be
+    a directory or absent, checked before any work.
+
+    Raises:
+        OutputError: the cache or a sub-folder is a file, or the cache cannot be written.
+    """
+    root = check_output_dir(cache_root(cache_dir), what)
+    for name in CACHE_FOLDERS:
+        sub = root / name
+        if sub.exists() and not sub.is_dir():
+            raise OutputError(f"{what} {root}: {sub} is a file, not a folder; remove it (the cache rebuilds it)")
+    return root
+
+
+# The cache's sub-folders (each a directory when present).
+CACHE_FOLDERS = ("checkpoints", "cells", "datasets", "pools", "privacy")
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -136,19 +204,41 @@ def _umask() -> int:
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
-def _output_error(path: Path, exc: OSError) -> OutputError:
-    return OutputError(f"cannot write {path}: {exc.strerror or exc}; nothing was replaced")
+def _output_error(path: Path, exc: OSError, written: int | None = None) -> OutputError:
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = _free_bytes(path.parent)
+        needed = f" (at least {_size(written)} needed, {_size(free)} free)" if written and free is not None else ""
+        return OutputError(f"cannot write {path}: no space left on its file system{needed}; nothing was written "
+                           "there (free some space or choose another location)")
+    return OutputError(f"cannot write {path}: {reason}; nothing was replaced")
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        stats = os.statvfs(_nearest_existing(folder))
+    except (AttributeError, OSError):
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def _size(count: int | None) -> str:
+    if count is None:
+        return "?"
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count / 2**10:.1f} KiB"
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, size_hint: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     The file gets the permissions a plain ``open`` would give it (``0o666 & ~umask``).
+    ``size_hint`` (bytes the file will take) is named in the error when the disk is full.
 
     Raises:
         OutputError: the folder cannot be created or the file cannot be written (no space,
-            read-only, ...); an existing file at ``path`` is then left as it was.
+            read-only, ...); an existing file at ``path`` is then left as it was, and no
+            temporary file is left behind.
 
     Example:
         >>> with atomic_path("out/results.json") as tmp:  # doctest: +SKIP
@@ -170,13 +260,43 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         _WRITTEN.append(path)
     except OutputError:
         raise
-    except OSError as exc:
-        if exc.errno in _WRITE_ERRNOS or exc.filename in (str(tmp), str(path)):
-            raise _output_error(path, exc) from exc
+    except Exception as exc:  # noqa: BLE001 - a full disk surfaces as OSError, SafetensorError, ...
+        written = _size_of(tmp)
+        if _is_disk_full(exc, path):
+            requested = _requested_bytes(exc)
+            raise _output_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+                                max(written or 0, requested or 0, size_hint or 0) or None) from exc
+        if isinstance(exc, OSError) and (exc.errno in _WRITE_ERRNOS or exc.filename in (str(tmp), str(path))):
+            raise _output_error(path, exc, written) from exc
         raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _is_disk_full(exc: BaseException, path: Path) -> bool:
+    """Whether ``exc`` (from any writer: open/write, numpy, safetensors) means the disk is full."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    if "No space left on device" in text or "os error 28" in text or "Disk quota exceeded" in text:
+        return True
+    # numpy's tofile/save on a full disk: "N requested and M written", without an errno
+    return isinstance(exc, OSError) and _requested_bytes(exc) is not None and _free_bytes(path.parent) == 0
+
+
+def _requested_bytes(exc: BaseException) -> int | None:
+    import re
+
+    match = re.search(r"(\d+) requested and (\d+) written", str(exc))
+    return int(match.group(1)) if match else None
 
 
 def written_files(since: int = 0) -> list[Path]:

@@ -167,6 +167,9 @@ def tune(
     tuning_spec = replace(spec, data=replace(spec.data, validation=validation), seeds=(spec.tuning.seed,),
                           evaluation=replace(spec.evaluation, noise_floor=False))
     setting = resolve_setting(tuning_spec)
+    from .experiment.setup import check_before_work
+
+    check_before_work(tuning_spec, setting)
     spaces = {label: _within_cost_cap(space, setting.train_config.epochs, spec.tuning.cost_cap)
               for label, space in spaces.items()}
     store = CellStore(cache_root(spec.cache_dir) / "cells")

@@ -33,7 +33,15 @@ STRATEGIES_HELP = ("del, salun, magnitude, random-channel, shallowest, deepest, 
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (like every other memunlearn error), exit code 2."""
+    """An argument parser whose errors are one line (like every other memunlearn error), exit code 2.
+
+    Long options must be typed in full (``allow_abbrev=False``): ``--epoch 3`` is an error, never
+    silently ``--epochs 3``. Sub-command parsers are of this class too, so they inherit both.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -47,6 +55,65 @@ def _int_at_least(low: int, text: str) -> int:
     if value is None or value < low:
         raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
     return value
+
+
+def bounded_int(kind: str, low: int = 1):
+    """argparse type: an integer >= ``low`` and at most ``memunlearn.limits.MAXIMA[kind]``
+    (``MEMUNLEARN_ALLOW_LARGE=1`` lifts the maximum).
+
+    Example:
+        >>> bounded_int("epochs")("20")
+        20
+    """
+    from ..limits import ALLOW_LARGE_ENV, MAXIMA, large_allowed
+
+    def parse(text: str) -> int:
+        value = _int_at_least(low, text)
+        if value > MAXIMA[kind] and not large_allowed():
+            raise argparse.ArgumentTypeError(
+                f"{value} is above the maximum {MAXIMA[kind]}; set {ALLOW_LARGE_ENV}=1 to allow it")
+        return value
+
+    parse.__name__ = f"{kind} value"
+    return parse
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed, an integer in [0, 2**32).
+
+    Example:
+        >>> seed_int("0")
+        0
+    """
+    from ..limits import SEED_LIMIT
+
+    value = _int_at_least(0, text)
+    if value >= SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"a seed must be below 2**32 = {SEED_LIMIT}, got {text!r}")
+    return value
+
+
+def fraction_float(text: str) -> float:
+    """argparse type: a number in (0, 1].
+
+    Example:
+        >>> fraction_float("0.3")
+        0.3
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
+    return value
+
+
+def name_text(text: str) -> str:
+    """argparse type: a non-empty name."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def positive_int(text: str) -> int:
@@ -80,28 +147,31 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = None
-    if value is None or not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    if value is None or not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
     return value
 
 
 def add_data_options(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
     """The data and model options; ``defaults=False`` leaves unset options None (a spec fills them)."""
     group = parser.add_argument_group("data and model")
-    group.add_argument("--dataset", default="digits" if defaults else None, help=DATASETS_HELP)
-    group.add_argument("--data-dir", help="directory (or .npz file) holding the dataset's files")
-    group.add_argument("--model", help=f"{MODELS_HELP} (default: the dataset's recipe)")
-    group.add_argument("--width", type=positive_int,
-                       help="model width (ResNet-18: 64 = the papers' model; default: the dataset's recipe)")
-    group.add_argument("--epochs", type=positive_int, help="training epochs of the original model and the oracle")
-    group.add_argument("--train-subset", type=positive_int, metavar="N",
+    group.add_argument("--dataset", type=name_text, default="digits" if defaults else None, help=DATASETS_HELP)
+    group.add_argument("--data-dir", type=name_text, help="directory (or .npz file) holding the dataset's files")
+    group.add_argument("--model", type=name_text, help=f"{MODELS_HELP} (default: the dataset's recipe)")
+    group.add_argument("--width", type=bounded_int("width"),
+                       help="model width (ResNet-18: 64 = the papers' model; default: the dataset's recipe; at most "
+                       "1024 unless MEMUNLEARN_ALLOW_LARGE=1)")
+    group.add_argument("--epochs", type=bounded_int("epochs"),
+                       help="training epochs of the original model and the oracle (at most 10000 unless "
+                       "MEMUNLEARN_ALLOW_LARGE=1)")
+    group.add_argument("--train-subset", type=bounded_int("examples"), metavar="N",
                        help="use a stratified subset of N training examples")
     group.add_argument("--device", default="auto" if defaults else None, help="auto (CUDA when present), cpu or cuda")
-    group.add_argument("--image-size", type=positive_int, metavar="N",
+    group.add_argument("--image-size", type=bounded_int("image_size"), metavar="N",
                        help="imagefolder: images are resized and centre-cropped to N x N (default 32)")
     group.add_argument("--channels", choices=("auto", "rgb", "grayscale"),
                        help="imagefolder: colour channels (default auto: grayscale when every image is)")
-    group.add_argument("--test-fraction", type=float, metavar="F",
+    group.add_argument("--test-fraction", type=fraction_float, metavar="F",
                        help="imagefolder without train/ and test/: the fraction of each class held out as the test set")
     group.add_argument("--fast", action="store_true", help="CPU/GPU fast path: channels_last and bf16 autocast where native")
     group.add_argument("--cache-dir", help="where checkpoints are cached (default $MEMUNLEARN_CACHE or ~/.cache/memunlearn)")
@@ -115,9 +185,11 @@ def data_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_list(text: str) -> tuple[str, ...]:
-    items = tuple(item.strip() for item in text.split(",") if item.strip())
-    if not items:
+    items = tuple(item.strip() for item in text.split(","))
+    if not any(items):
         raise ConfigError(f"empty list {text!r}")
+    if not all(items):
+        raise ConfigError(f"the list {text!r} has an empty entry (two commas, or one at an end)")
     return items
 
 

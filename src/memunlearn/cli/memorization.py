@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..io import atomic_path, cache_root, check_output_dir, check_output_file, write_json
-from .common import PROXIES_HELP, add_data_options, data_options, non_negative_int, parse_list, positive_int, stage_logger
+from ..io import atomic_path, check_cache_dir, check_output_dir, check_output_file, write_json
+from .common import (PROXIES_HELP, add_data_options, bounded_int, data_options, fraction_float, parse_list, seed_int,
+                     stage_logger)
 
 
 def add_parser(subparsers) -> None:
@@ -41,7 +42,7 @@ def add_parser(subparsers) -> None:
     for name, text in helps.items():
         sub = commands.add_parser(name, help=text, description=text)
         add_data_options(sub)
-        sub.add_argument("--seed", type=non_negative_int, default=0,
+        sub.add_argument("--seed", type=seed_int, default=0,
                          help="seed of the original model and of proxy randomness")
         if name in ("pool", "scores", "compare"):
             _add_pool_options(sub)
@@ -63,13 +64,13 @@ def add_parser(subparsers) -> None:
 
 def _add_pool_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model pool")
-    group.add_argument("--pool-size", type=positive_int, default=None, help="K, the number of pool models (default 100)")
-    group.add_argument("--subset-fraction", type=float, default=0.7, help="r, fraction of the training set per model (0.7)")
-    group.add_argument("--pool-seed", type=non_negative_int, default=0, help="the pool's own seed (default 0)")
+    group.add_argument("--pool-size", type=bounded_int("pool_size"), default=None, help="K, the number of pool models (default 100)")
+    group.add_argument("--subset-fraction", type=fraction_float, default=0.7, help="r, fraction of the training set per model (0.7)")
+    group.add_argument("--pool-seed", type=seed_int, default=0, help="the pool's own seed (default 0)")
     group.add_argument("--pool-dir", help="pool folder (default: in the cache, keyed by data, model and recipe)")
     group.add_argument("--executor", default="local", help="local (default: a process pool) or ray")
-    group.add_argument("--workers", type=positive_int, default=1, help="parallel workers (local processes or Ray CPUs)")
-    group.add_argument("--member-threads", type=positive_int, default=1,
+    group.add_argument("--workers", type=bounded_int("workers"), default=1, help="parallel workers (local processes or Ray CPUs)")
+    group.add_argument("--member-threads", type=bounded_int("threads"), default=1,
                        help="torch threads each member trains with (default 1); part of the pool's key, so a "
                        "member's result never depends on --workers")
     group.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
@@ -78,10 +79,12 @@ def _add_pool_options(parser: argparse.ArgumentParser) -> None:
 def _setting(args: argparse.Namespace):
     from ..experiment import RunConfig, resolve_setting
 
-    return resolve_setting(RunConfig(data_options=data_options(args), 
+    setting = resolve_setting(RunConfig(data_options=data_options(args),
         dataset=args.dataset, data_dir=args.data_dir, model=args.model, width=args.width, epochs=args.epochs,
         train_subset=args.train_subset, device=args.device, fast=args.fast, cache_dir=args.cache_dir, seed=args.seed,
     ))
+    setting.build(0)  # an unknown model, or one that does not fit the data, fails before any training
+    return setting
 
 
 def _proxy_names(args: argparse.Namespace) -> list[str]:
@@ -89,6 +92,9 @@ def _proxy_names(args: argparse.Namespace) -> list[str]:
     from ..memorization.proxies import get_proxy
 
     names = list(parse_list(args.proxies)) if args.proxies else available_proxies()
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"--proxies lists {twice[0]!r} more than once")
     for name in names:
         get_proxy(name)  # unknown names fail here, before any training
     return names
@@ -108,12 +114,13 @@ def _check_pool_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--pool-size must be at least 2, got {args.pool_size}")
 
 
-def _check_outputs(args: argparse.Namespace, *files: str | Path | None) -> None:
-    """Every output location of the command, before any work: the cache and the given files."""
-    check_output_dir(cache_root(args.cache_dir), "cache directory")
+def _check_outputs(args: argparse.Namespace, *files: str | Path | None, inputs=()) -> None:
+    """Every output location of the command, before any work: the cache and the given files
+    (regular files, none of them an input)."""
+    check_cache_dir(args.cache_dir)
     for path in files:
         if path is not None:
-            check_output_file(path, "--out")
+            check_output_file(path, "--out", inputs=inputs)
 
 
 def member_progress(result: dict) -> str:
@@ -232,7 +239,7 @@ def run_proxies(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     names = _proxy_names(args)
-    check_output_dir(args.out, "--out")
+    check_output_dir(args.out, "--out", files=[*(f"{name}.npy" for name in names), "proxies.json"])
     _check_outputs(args)
     setting = _setting(args)
     results, original = _compute_proxies(args, names, setting, stage_logger())
@@ -275,7 +282,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
     names = _proxy_names(args)
     _check_pool_options(args)
-    _check_outputs(args, args.out)
+    proxy_files = [Path(args.proxy_dir) / f"{name}.npy" for name in names] if args.proxy_dir else []
+    _check_outputs(args, args.out, inputs=[args.scores, *proxy_files])
     log = stage_logger()
     setting = _setting(args)
     n = len(setting.dataset.train)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
-from .common import (FORGET_HELP, PROXIES_HELP, add_data_options, data_options, default_out_dir, non_negative_int,
-                     parse_assignments, parse_list, positive_int, stage_logger)
+from .common import (FORGET_HELP, PROXIES_HELP, add_data_options, data_options, default_out_dir, seed_int,
+                     bounded_int, parse_assignments, parse_list, stage_logger)
 
 # RUM's variants and default score, written out so the parser imports nothing heavy (the tests
 # check them against memunlearn.rum).
@@ -43,8 +43,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
                         help="a method hyperparameter, used by every step of that method (repeatable); one step's "
                         "own: PIPELINE.stepK.PARAM=VALUE, e.g. rum:none:finetune:salun.step3.epochs=3")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="first seed (default 0)")
-    parser.add_argument("--seeds", type=positive_int, default=1,
+    parser.add_argument("--seed", type=seed_int, default=0, help="first seed (default 0)")
+    parser.add_argument("--seeds", type=bounded_int("seeds"), default=1,
                         help="number of seeds, each with its own oracle (default 1)")
     parser.add_argument("--out", help="output directory (default runs/<timestamp>)")
     parser.set_defaults(func=run)
@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
         rum_score=args.score,
     )
     out_dir = args.out or default_out_dir()
+    from .run import check_run_outputs
+
+    check_run_outputs(config.to_spec(), out_dir)
     results = run_experiment(config, out_dir, log=stage_logger())
     print_results(results)
     for row in results["groups"][0]["per_seed"]:

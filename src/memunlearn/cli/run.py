@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import (FORGET_HELP, METHODS_HELP, PROXIES_HELP, add_data_options, data_options, default_out_dir,
-                     merge_assignments, non_negative_int, parse_assignments, parse_list, positive_int, stage_logger)
+                     merge_assignments, bounded_int, seed_int, parse_assignments, parse_list, stage_logger)
 
 
 # The main job: `memunlearn run` without a spec (`make run`). The forget set and the seeds are chosen
@@ -55,10 +55,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--metrics", help="extra metrics, comma-separated: ulira, neurips2023 (a backdoor forget set always measures its attack success rate)")
     parser.add_argument("--no-noise-floor", action="store_true",
                         help="skip the independent retrain (another seed) that every table compares with")
-    parser.add_argument("--seed", type=non_negative_int, help="first seed (default 0)")
-    parser.add_argument("--seeds", type=positive_int, help=f"number of seeds, each with its own oracle (default {MAIN_SEEDS}: the fewest that give an interval)")
-    parser.add_argument("--workers", type=positive_int, help="cells run in this many local processes (default 1)")
-    parser.add_argument("--requests", type=positive_int, metavar="K",
+    parser.add_argument("--seed", type=seed_int, help="first seed (default 0)")
+    parser.add_argument("--seeds", type=bounded_int("seeds"), help=f"number of seeds, each with its own oracle (default {MAIN_SEEDS}: the fewest that give an interval)")
+    parser.add_argument("--workers", type=bounded_int("workers"), help="cells run in this many local processes (default 1)")
+    parser.add_argument("--requests", type=bounded_int("requests"), metavar="K",
                         help="deletion requests over time: K successive forget sets, each drawn by the forget rule "
                         "from what is still retained and unlearned from the previous request's model, each scored "
                         "against an oracle retrained without every request so far")
@@ -136,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--out is the directory of the results.json being run again; give another one, "
                               "so the earlier results are not overwritten")
     out_dir = args.out or default_out_dir()
+    check_run_outputs(spec, out_dir, [args.spec])
     command = "memunlearn " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("memunlearn") else None
     results = run_experiment(spec, out_dir, log=stage_logger(), command=command)
     print_results(results)
@@ -146,6 +147,17 @@ def run(args: argparse.Namespace) -> int:
     report = write_report(results, f"{out_dir}/report.html")
     print(f"results written to {out_dir}/results.json, report to {report}")
     return 0
+
+
+def check_run_outputs(spec, out_dir, inputs=()) -> None:
+    """Before any work: every file the run writes in ``out_dir`` (results.json, report.html, the
+    forget indices) can be written there and is none of the files it reads."""
+    from ..experiment.run import output_names, spec_inputs
+    from ..io import check_cache_dir, check_output_dir
+
+    check_output_dir(out_dir, "--out", files=[*output_names(spec), "report.html"],
+                     inputs=[*spec_inputs(spec), *(p for p in inputs if p)])
+    check_cache_dir(spec.cache_dir)
 
 
 def _default_methods() -> tuple[str, ...]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..io import check_output_file
-from .common import add_data_options, data_options, non_negative_int
+from ..io import check_cache_dir, check_output_file
+from .common import add_data_options, data_options, seed_int
 
 
 def add_parser(subparsers) -> None:
@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
         "Example: memunlearn train --dataset digits --out runs/digits-model.safetensors",
     )
     add_data_options(parser)
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initialisation and data order")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the initialisation and data order")
     parser.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
     parser.set_defaults(func=run)
 
@@ -28,10 +28,12 @@ def run(args: argparse.Namespace) -> int:
     from ..training import accuracy, train
 
     check_output_file(args.out, "--out")
+    check_cache_dir(args.cache_dir)
     config = RunConfig(data_options=data_options(args), dataset=args.dataset, data_dir=args.data_dir, model=args.model, width=args.width,
                        epochs=args.epochs, train_subset=args.train_subset, device=args.device, fast=args.fast,
                        seed=args.seed)
     setting = resolve_setting(config)
+    setting.build(args.seed)  # an unknown model, or one that does not fit the data, fails before training
     train_config = replace(setting.train_config, seed=args.seed)
     result = train(setting.build(args.seed), setting.dataset.train, train_config, setting.device, progress=True,
                    description=f"training {setting.model_name}")

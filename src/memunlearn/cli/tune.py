@@ -6,8 +6,8 @@ import argparse
 import shlex
 import sys
 
-from .common import (FORGET_HELP, METHODS_HELP, add_data_options, non_negative_int, positive_float,
-                     positive_int, stage_logger)
+from .common import (FORGET_HELP, METHODS_HELP, add_data_options, seed_int, positive_float,
+                     bounded_int, stage_logger)
 
 
 def add_parser(subparsers) -> None:
@@ -27,12 +27,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--methods", help=f"comma-separated methods to tune (default: all but retrain: {METHODS_HELP})")
     parser.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE",
                         help="hold a hyperparameter fixed in every trial (repeatable), e.g. del.strategy=param-grad")
-    parser.add_argument("--trials", type=positive_int, help="trials per method and forget rule (default 12)")
+    parser.add_argument("--trials", type=bounded_int("trials"), help="trials per method and forget rule (default 12)")
     parser.add_argument("--cost-cap", type=positive_float,
                         help="largest cost, as a fraction of the oracle's retrain (examples processed; default 0.2)")
     parser.add_argument("--sampler", choices=("tpe", "grid", "random"), help="Optuna sampler (default tpe)")
-    parser.add_argument("--tuning-seed", type=non_negative_int, help="the seed tuning runs on (default 1000)")
-    parser.add_argument("--validation", type=positive_int,
+    parser.add_argument("--tuning-seed", type=seed_int, help="the seed tuning runs on (default 1000)")
+    parser.add_argument("--validation", type=bounded_int("examples"),
                         help="examples held out of the training set to score trials on (default 500)")
     parser.add_argument("--out", required=True, help="the hparams file to write (TOML)")
     parser.set_defaults(func=run)
@@ -56,6 +56,15 @@ def run(args: argparse.Namespace) -> int:
     if args.tuning_seed is not None:
         tuning = replace(tuning, seed=args.tuning_seed)
     spec = replace(spec, tuning=tuning)
+    from ..experiment import check_spec
+    from ..experiment.run import spec_inputs
+    from ..io import check_cache_dir, check_output_file
+
+    check_spec(spec)
+    inputs = [*spec_inputs(spec), args.spec]
+    check_output_file(args.out, "--out", inputs=inputs)
+    check_output_file(f"{args.out}.trials.json", "--out", inputs=inputs)
+    check_cache_dir(spec.cache_dir)
     result = tune(spec, args.out, log=stage_logger(), command="memunlearn " + shlex.join(sys.argv[1:]))
     for rule, methods in result.best.items():
         for method, hparams in methods.items():

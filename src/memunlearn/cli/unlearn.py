@@ -42,9 +42,19 @@ def run(args: argparse.Namespace) -> int:
     if others:
         raise ConfigError(f"--set names method(s) {others}, but --method is {args.method!r}")
     hparams = check_hparams(args.method, assignments.get(args.method, {}))  # unknown method, names, values
-    out = check_output_dir(args.out if args.out else default_out_dir(), "--out")
+    from ..experiment.run import rule_files
+    from ..limits import check_hparam_sizes
+
+    check_hparam_sizes(args.method, hparams)
+    inputs = [args.checkpoint, args.mask, args.oracle, *rule_files(args.forget)]
+    out = check_output_dir(args.out if args.out else default_out_dir(), "--out",
+                           files=("model.safetensors", "evaluation.json", "forget_indices.txt", "forget_indices.json"),
+                           inputs=inputs)
     model, metadata, setting, forget_set = load_checkpoint_and_data(args)
     mask = Mask.load(args.mask).check_fits(model) if args.mask else None
+    if mask is not None and mask.selected == 0:
+        raise ConfigError(f"the mask {args.mask} selects no parameter entry: nothing could change; "
+                          "use a larger --budget in `memunlearn localize`")
     oracle = load_model(args.oracle)[0] if args.oracle else None
     if oracle is not None and [tuple(p.shape) for p in oracle.parameters()] != [tuple(p.shape) for p in model.parameters()]:
         raise ConfigError(f"the oracle {args.oracle} is a different architecture from {args.checkpoint}")

@@ -10,6 +10,8 @@ one Pillow decode per file) entirely. Nothing is ever downloaded.
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import os
@@ -213,6 +215,14 @@ def _checked(name: str, raw: RawData | tuple) -> RawData:
             raise DataError(f"{name}: {split} labels should be integers 0..{len(raw.classes) - 1}")
     if raw.x_train.shape[1:] != raw.x_test.shape[1:]:
         raise DataError(f"{name}: train images are {raw.x_train.shape[1:]} but test images are {raw.x_test.shape[1:]}")
+    present = np.unique(raw.y_train)
+    if len(present) < 2:
+        raise DataError(f"{name}: the training set has {len(present)} class ({len(raw.classes)} named); a classifier "
+                        "needs at least 2 classes with examples")
+    for split in ("train", "test"):
+        x = getattr(raw, f"x_{split}")
+        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+            raise DataError(f"{name}: the {split} images hold {int((~np.isfinite(x)).sum())} NaN or infinite values")
     return raw
 
 
@@ -265,5 +275,12 @@ def _write_cache(folder: Path, raw: RawData, fingerprint: str) -> None:
         meta = {"classes": list(raw.classes), "fingerprint": fingerprint, "shapes": shapes}
         with atomic_path(folder / "meta.json") as tmp:
             tmp.write_text(json.dumps(meta))
-    except OSError:
-        pass  # an unwritable cache only costs speed; the next load decodes again
+    except OSError as exc:  # an unwritable cache (a full disk, ...) only costs speed; the next load decodes again
+        import warnings
+
+        for name in _ARRAYS:  # no half-written cache entry is left behind
+            with contextlib.suppress(OSError):
+                (folder / f"{name}.npy").unlink()
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+        warnings.warn(f"the dataset cache was not written ({exc}); the data is decoded again next time", stacklevel=2)

@@ -324,6 +324,8 @@ def _images(x: np.ndarray, path: Path, key: str) -> np.ndarray:
 def _labels(y: np.ndarray, path: Path, key: str) -> np.ndarray:
     if not np.issubdtype(y.dtype, np.integer) or (y.ndim != 1 and y.shape[1:] != (1,)):
         raise DataError(f"{path}: {key} should be integer class labels 0..K-1, found {y.dtype} of shape {y.shape}")
+    if len(y) and np.issubdtype(y.dtype, np.unsignedinteger) and int(y.max()) > np.iinfo(np.int64).max:
+        raise DataError(f"{path}: {key} has labels beyond int64 (up to {int(y.max())}); classes must be numbered 0..K-1")
     y = y.reshape(-1).astype(np.int64)
     if len(y) and y.min() < 0:
         raise DataError(f"{path}: {key} has negative labels; classes must be numbered 0..K-1")
@@ -351,7 +353,13 @@ def read_npz(data_dir: Path | None) -> RawData:
         found = ", ".join(arrays) or "nothing"
         raise DataError(f"{path} should hold x_train, y_train, x_test, y_test or x, y; found {found}")
     num_classes = int(max(y_train.max(initial=-1), y_test.max(initial=-1))) + 1
+    if num_classes > MAX_CLASSES:
+        raise DataError(f"{path}: the largest label is {num_classes - 1}; classes must be numbered 0..K-1 with K at most "
+                        f"{MAX_CLASSES}")
     return RawData(x_train, y_train, x_test, y_test, [str(k) for k in range(num_classes)])
+
+
+MAX_CLASSES = 100_000  # labels above this are a mistake, not a classification task
 
 
 def _split(x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:

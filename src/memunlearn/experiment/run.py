@@ -11,11 +11,11 @@ import torch
 
 from .. import __version__
 from ..checkpoints import cache_root
-from ..io import check_output_dir, strict_json, write_json
+from ..io import check_cache_dir, check_output_dir, strict_json, write_json
 from .cells import Cell, CellStore, cell_key, compute_cell
 from .hparams import apply_tuned
 from .metrics import floor_metrics
-from .setup import Setting, Split, prepare_split, resolve_setting
+from .setup import Setting, Split, check_before_work, prepare_split, resolve_setting
 from .spec import ExperimentSpec, MethodCell, check_spec, spec_from_dict
 from .summary import summarise, versions
 
@@ -60,11 +60,12 @@ def run_experiment(
     if not isinstance(spec, ExperimentSpec):
         spec = spec.to_spec()
     # Every output and cache location is checked before any work, not after it.
-    if out_dir is not None:
-        check_output_dir(out_dir, "output directory")
-    check_output_dir(cache_root(spec.cache_dir), "cache directory")
     check_spec(spec)
+    if out_dir is not None:
+        check_output_dir(out_dir, "output directory", files=output_names(spec), inputs=spec_inputs(spec))
+    check_cache_dir(spec.cache_dir)
     setting = resolve_setting(spec)
+    check_before_work(spec, setting)
     start = time.perf_counter()
     torch.use_deterministic_algorithms(False)
     store = CellStore(cache_root(spec.cache_dir) / "cells")
@@ -166,6 +167,37 @@ def with_tuned(cell: MethodCell, tuned: dict[str, dict[str, Any]]) -> MethodCell
     if parse_entry(cell.entry) is None:  # values tuned for this very sweep value first, else for the method
         return replace(cell, hparams={**tuned.get(cell.label, tuned.get(cell.entry, {})), **cell.hparams})
     return replace(cell, hparams={m: {**tuned.get(m, {}), **values} for m, values in cell.hparams.items()})
+
+
+def output_names(spec: ExperimentSpec) -> list[str]:
+    """The files :func:`run_experiment` writes in its output directory (requests' indices aside)."""
+    names = ["results.json"]
+    for rule in spec.forget:
+        for seed in spec.seeds:
+            stem = _indices_stem(spec, rule, seed)
+            names += [f"{stem}.txt", f"{stem}.json"]
+    return names
+
+
+def spec_inputs(spec: ExperimentSpec) -> list[str]:
+    """Every file ``spec`` reads: hparams file, RUM score file, forget rules' index and score files."""
+    inputs = [spec.hparams_file, spec.rum_score if spec.rum_score.endswith(".npy") else None]
+    for rule in spec.forget:
+        inputs += rule_files(rule)
+    return [p for p in inputs if p]
+
+
+def rule_files(rule: str) -> list[str]:
+    """The files a forget rule reads (``indices:FILE``, a score file in ``memorization:...:FILE.npy``).
+
+    Example:
+        >>> rule_files("indices:f.txt"), rule_files("memorization:high:s.npy:0.1"), rule_files("iid:0.1")
+        (['f.txt'], ['s.npy'], [])
+    """
+    kind, _, argument = rule.partition(":")
+    if kind == "indices":
+        return [argument] if argument else []
+    return [part for part in argument.split(":") if part.endswith(".npy")]
 
 
 def _indices_stem(spec: ExperimentSpec, rule: str, seed: int) -> str:

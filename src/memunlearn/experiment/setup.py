@@ -104,6 +104,25 @@ def _init_version(model_name: str) -> dict[str, int]:
     return {"init": INIT_VERSIONS[model_name]} if model_name in INIT_VERSIONS else {}
 
 
+def check_before_work(spec: ExperimentSpec, setting: Setting) -> None:
+    """Everything a run will need, checked before its first training step: the model can be built
+    with this data, every forget rule (syntax, names, index and score files; all bad ones named
+    together), and RUM's score file.
+
+    Raises:
+        MemunlearnError: naming the problem.
+    """
+    from ..forget import check_forget_rules
+    from ..rum import needs_scores
+
+    setting.build(0)  # an unknown model, or a width that does not fit the data
+    check_forget_rules(spec.forget, setting.dataset, spec.seeds[0] if spec.seeds else 0)
+    if needs_scores(spec.methods) and spec.rum_score.endswith(".npy"):
+        from ..memorization import load_score_file
+
+        load_score_file(spec.rum_score, len(setting.dataset.train))
+
+
 def train_cached(
     setting: Setting, examples: Examples, dataset_tag: str, seed: int, role: str, extra_key: dict | None = None
 ) -> tuple[nn.Module, TrainingDynamics | None, float, bool]:

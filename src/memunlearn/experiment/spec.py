@@ -290,20 +290,81 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         raise ConfigError(f"spec file {path} does not exist")
     text = path.read_text(errors="replace")
     if path.suffix == ".json":
-        import json
-
-        try:
-            payload = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} is not valid JSON ({exc})") from None
+        payload = read_json_file(path, "results file")
         if not isinstance(payload, dict) or "spec" not in payload:
             raise ConfigError(f"{path} carries no experiment spec (a results.json from memunlearn 0.2 or later does)")
+        check_results_format(payload, path)
+        if not isinstance(payload["spec"], Mapping):
+            raise ConfigError(f"{path}: its 'spec' is a {type(payload['spec']).__name__}, not a table")
         return spec_from_dict(payload["spec"], source=str(path))
     try:
         payload = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     return spec_from_dict(payload, source=str(path), text=text)
+
+
+# The newest results.json layout this version reads (``format`` in results.json).
+RESULTS_FORMAT = 2
+MAX_JSON_DEPTH = 200
+
+
+def read_json_file(path: str | Path, what: str = "JSON file") -> Any:
+    """Parse a JSON file with errors a user can act on: invalid JSON, nesting deeper than
+    :data:`MAX_JSON_DEPTH`, integers too long to convert (instead of RecursionError/ValueError).
+
+    Raises:
+        ConfigError: unreadable, invalid or absurdly nested JSON.
+    """
+    import json
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} {path} ({type(exc).__name__}: {exc})") from None
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ConfigError(f"{what} {path} is nested {depth} levels deep (at most {MAX_JSON_DEPTH}); it is not a "
+                          "memunlearn file")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # a 5000-digit integer, ...
+        raise ConfigError(f"{what} {path} cannot be read as JSON ({str(exc).split(';')[0]})") from None
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of brackets in JSON text, ignoring brackets inside strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def check_results_format(payload: Mapping[str, Any], path: str | Path) -> None:
+    """Refuse a results.json of a format newer than this version reads (or a format that is not an integer)."""
+    version = payload.get("format", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ConfigError(f"{path}: 'format' must be a positive integer, got {version!r}")
+    if version > RESULTS_FORMAT:
+        raise ConfigError(f"{path} is results format {version}, newer than this memunlearn reads ({RESULTS_FORMAT}); "
+                          "upgrade memunlearn")
 
 
 def spec_from_dict(payload: Mapping[str, Any], source: str | None = None, text: str | None = None) -> ExperimentSpec:
@@ -414,6 +475,10 @@ def _seeds(values: Mapping[str, Any], where) -> tuple[int, ...]:
         raise ConfigError(f"{where('seeds', 'first')}: must be an integer >= 0, got {first!r}")
     if not _is_int(count) or count < 1:
         raise ConfigError(f"{where('seeds', 'count')}: must be an integer >= 1, got {count!r}")
+    from ..limits import check_at_most, check_seed
+
+    check_at_most(count, "seeds", where("seeds", "count"))
+    check_seed(first, where("seeds", "first"), count)
     return tuple(range(first, first + count))
 
 
@@ -424,7 +489,8 @@ def _methods(values: Mapping[str, Any], where) -> tuple[tuple[str, ...], dict[st
     if entries is None:
         entries = list(default_methods())
     if isinstance(entries, str):
-        entries = [entries]
+        raise ConfigError(f"{where('methods', 'run')}: must be a list of method names, e.g. run = [{entries!r}], "
+                          f"got the string {entries!r}")
     if not isinstance(entries, list) or not entries or not all(isinstance(e, str) and e for e in entries):
         raise ConfigError(f"{where('methods', 'run')}: must be a non-empty list of method names")
     _no_duplicates(entries, where("methods", "run"))
@@ -461,6 +527,7 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
     from ..rum import check_pipeline, check_score_source, methods_in_entry, needs_scores, parse_entry
 
     where = where or _Where(None, None)
+    _check_numbers(spec, where)
     for entry in spec.methods:
         pipeline = parse_entry(entry)
         if pipeline is None:
@@ -544,6 +611,50 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
         load_hparams(spec.hparams_file)  # a missing or malformed file stops here, before any work
     if spec.device not in ("auto", "cpu", "cuda") and not spec.device.startswith("cuda:"):
         raise ConfigError(f"{where('run', 'device')}: must be auto, cpu or cuda, got {spec.device!r}")
+    if spec.tuning.space:
+        from ..tuning import search_space
+
+        for method, overrides in spec.tuning.space.items():
+            if not isinstance(overrides, Mapping):
+                raise ConfigError(f"{where('tuning.space', method)}: must be a table of [low, high] ranges or value lists")
+            if method not in spec.methods:
+                raise ConfigError(f"{where('tuning.space', method)}: [tuning.space] names {method!r}, which is not "
+                                  f"among the methods ({', '.join(spec.methods)})")
+            search_space(method, overrides)
+
+
+def _check_numbers(spec: ExperimentSpec, where) -> None:
+    """Seeds in range, sizes below their maxima, finite fractions (see :mod:`memunlearn.limits`)."""
+    from ..limits import check_at_most, check_finite, check_hparam_sizes, check_seed
+
+    if not spec.seeds:
+        raise ConfigError(f"{where('seeds')}: no seed")
+    check_at_most(len(spec.seeds), "seeds", where("seeds", "count"))
+    for seed in spec.seeds:
+        check_seed(seed, where("seeds"))
+    check_seed(spec.tuning.seed, where("tuning", "seed"))
+    check_seed(spec.evaluation.pool_seed, where("evaluation", "pool_seed"))
+    for name, kind, value in (("width", "width", spec.model.width), ("epochs", "epochs", spec.model.epochs)):
+        check_at_most(value, kind, where("model", name))
+    if spec.model.name is not None and not spec.model.name.strip():
+        raise ConfigError(f"{where('model', 'name')}: must not be empty")
+    if not spec.data.dataset.strip():
+        raise ConfigError(f"{where('data', 'dataset')}: must not be empty")
+    if spec.data.data_dir is not None and not Path(spec.data.data_dir).expanduser().exists():
+        raise ConfigError(f"{where('data', 'data_dir')}: {spec.data.data_dir} does not exist")
+    for name in ("train_subset", "validation"):
+        check_at_most(getattr(spec.data, name), "examples", where("data", name))
+    check_at_most(spec.executor.workers, "workers", where("executor", "workers"))
+    check_at_most(spec.evaluation.pool_size, "pool_size", where("evaluation", "pool_size"))
+    check_at_most(spec.evaluation.neurips2023_models, "pool_size", where("evaluation", "neurips2023_models"))
+    check_at_most(spec.tuning.trials, "trials", where("tuning", "trials"))
+    check_at_most(spec.tuning.validation, "examples", where("tuning", "validation"))
+    check_at_most(spec.requests.count, "requests", where("requests", "count"))
+    check_finite(spec.tuning.cost_cap, where("tuning", "cost_cap"))
+    check_finite(spec.evaluation.pool_fraction, where("evaluation", "pool_fraction"))
+    _no_duplicates(list(spec.forget), where("forget", "rules"))
+    for method, values in spec.hparams.items():
+        check_hparam_sizes(method, values)
 
 
 def write_spec(spec: ExperimentSpec, path: str | Path) -> Path:

@@ -67,13 +67,21 @@ def load_score_file(path: str | os.PathLike, n: int) -> np.ndarray:
         raise ConfigError(f"score file {path} does not exist")
     try:
         scores = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"score file {path} is not a readable .npy array ({exc})") from None
-    if scores.ndim != 1 or not np.issubdtype(scores.dtype, np.number):
-        raise ConfigError(f"score file {path} should hold a 1-D numeric array, got {scores.dtype} {scores.shape}")
+    except Exception as exc:  # numpy raises ValueError, OSError, EOFError, ... for a damaged or pickled file
+        raise ConfigError(f"score file {path} is not a readable .npy array ({type(exc).__name__}: {exc})") from None
+    if not isinstance(scores, np.ndarray) or scores.ndim != 1 or not np.issubdtype(scores.dtype, np.number) \
+            or np.issubdtype(scores.dtype, np.complexfloating):
+        raise ConfigError(f"score file {path} should hold a 1-D array of real numbers, got "
+                          f"{getattr(scores, 'dtype', type(scores).__name__)} {getattr(scores, 'shape', '')}")
     if len(scores) != n:
         raise ConfigError(f"score file {path} has {len(scores)} scores but the dataset has {n} training examples")
-    return scores.astype(np.float64)
+    scores = scores.astype(np.float64)
+    infinite = int(np.isinf(scores).sum())
+    if infinite:
+        raise ConfigError(f"score file {path} has {infinite} infinite score(s); scores must be finite (NaN = no score)")
+    if len(scores) and np.isnan(scores).all():
+        raise ConfigError(f"score file {path} holds no score: every entry is NaN")
+    return scores
 
 
 def pool_for(

@@ -87,6 +87,11 @@ def _memorization(dataset: Dataset, argument: str, seed: int, context: ForgetCon
     if source.endswith(".npy"):
         scores = load_score_file(source, n)  # checked before the original model is trained
     else:
+        from ..rum import check_score_source
+
+        check_score_source(source)  # an unknown proxy fails here, before the original model is trained
+        if int(round(fraction * n)) < 1:
+            raise ConfigError(f"{rule}: a fraction of {fraction:g} selects 0 of the {n} training examples")
         model, dynamics = context.original_model(rule)
         scores = memorization_scores(source, dataset, model, dynamics, device=context.device,
                                      cache_dir=context.cache_dir, seed=seed)

@@ -104,6 +104,9 @@ def check_pipeline(variant: str, methods: Sequence[str], parts: int = DEFAULT_PA
     methods = list(methods)
     for name in methods:
         check_method_name(name)
+    if methods and all(name == NONE for name in methods):
+        raise ConfigError(f"the {variant} pipeline {entry_name(variant, methods)!r} unlearns nothing (every step is "
+                          f"{NONE!r}); give a method for at least one step")
     expected = parts if variant == "rum" else 1
     if len(methods) != expected:
         what = f"one method per partition ({parts})" if variant == "rum" else "exactly one method"

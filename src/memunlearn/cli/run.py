@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--hparams", metavar="FILE", help="tuned hyperparameters (from `memunlearn tune`) to use")
     parser.add_argument("--no-tuned", action="store_true",
                         help="use each method's own defaults, not the tuned ones the package ships for this setting")
-    parser.add_argument("--metrics", help="extra metrics, comma-separated: ulira, neurips2023 (a backdoor forget set always measures its attack success rate)")
+    parser.add_argument("--metrics", help="extra metrics, comma-separated: ulira, neurips2023, rmia, lira-offline, rmia-u (a backdoor forget set always measures its attack success rate)")
     parser.add_argument("--no-noise-floor", action="store_true",
                         help="skip the independent retrain (another seed) that every table compares with")
     parser.add_argument("--seed", type=non_negative_int, help="first seed (default 0)")

@@ -1,8 +1,9 @@
 """Seeded SGD training with per-example training dynamics.
 
 While it trains, :func:`train` keeps, for every training example and epoch, the true-label
-probability, the max probability, the predictive entropy and whether the prediction was correct,
-read off the forward pass it makes anyway. Memorization proxies are computed from these later
+probability, the max probability, the predictive entropy, whether the prediction was correct and
+the example's cross-entropy loss, read off the forward pass it makes anyway (each example is in
+exactly one step per epoch, so the epoch record is its loss at that step). Memorization proxies are computed from these later
 at no extra pass.
 """
 
@@ -91,44 +92,58 @@ def recipe_for(dataset_name: str) -> Recipe:
 
 @dataclass
 class TrainingDynamics:
-    """Per-epoch, per-example records from training forward passes, each [epochs, n]."""
+    """Per-epoch, per-example records from training forward passes, each [epochs, n].
+
+    ``loss`` is the per-example cross-entropy of the training forward pass (the batch loss the
+    optimizer stepped on is its mean over the batch), float64 for exact sums; it is None in
+    dynamics saved by a memunlearn from before it was recorded.
+    """
 
     true_prob: np.ndarray
     max_prob: np.ndarray
     entropy: np.ndarray
     correct: np.ndarray
+    loss: np.ndarray | None = None
 
     @classmethod
     def empty(cls, epochs: int, n: int) -> "TrainingDynamics":
         f = lambda: np.zeros((epochs, n), dtype=np.float32)  # noqa: E731
-        return cls(f(), f(), f(), np.zeros((epochs, n), dtype=bool))
+        return cls(f(), f(), f(), np.zeros((epochs, n), dtype=bool), np.zeros((epochs, n), dtype=np.float64))
 
     def record(self, epoch: int, index: Tensor, logits: Tensor, labels: Tensor) -> None:
         with torch.no_grad():
-            probs = torch.softmax(logits.detach().float(), dim=1)
+            logits = logits.detach().float()
+            probs = torch.softmax(logits, dim=1)
             i = index.numpy()
             self.true_prob[epoch, i] = probs.gather(1, labels[:, None]).squeeze(1).cpu().numpy()
             self.max_prob[epoch, i] = probs.max(dim=1).values.cpu().numpy()
             self.entropy[epoch, i] = (-(probs * torch.log(probs.clamp_min(1e-12))).sum(1)).cpu().numpy()
             self.correct[epoch, i] = (probs.argmax(1) == labels).cpu().numpy()
+            if self.loss is not None:
+                self.loss[epoch, i] = nn.functional.cross_entropy(logits, labels, reduction="none").double().cpu().numpy()
 
     def as_tensors(self) -> dict[str, Tensor]:
-        return {
+        tensors = {
             "dynamics.true_prob": torch.from_numpy(self.true_prob),
             "dynamics.max_prob": torch.from_numpy(self.max_prob),
             "dynamics.entropy": torch.from_numpy(self.entropy),
             "dynamics.correct": torch.from_numpy(self.correct.astype(np.uint8)),
         }
+        if self.loss is not None:
+            tensors["dynamics.loss"] = torch.from_numpy(np.ascontiguousarray(self.loss))
+        return tensors
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, Tensor]) -> "TrainingDynamics | None":
         if "dynamics.true_prob" not in tensors:
             return None
+        loss = tensors.get("dynamics.loss")
         return cls(
             tensors["dynamics.true_prob"].numpy(),
             tensors["dynamics.max_prob"].numpy(),
             tensors["dynamics.entropy"].numpy(),
             tensors["dynamics.correct"].numpy().astype(bool),
+            None if loss is None else loss.numpy().astype(np.float64),
         )
 
 

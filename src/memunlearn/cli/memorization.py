@@ -37,7 +37,8 @@ def add_parser(subparsers) -> None:
         "pool": "build or resume a model pool",
         "scores": "exact memorization scores from the pool → .npy (+ .json summary)",
         "proxies": "memorization proxies of the original model → one .npy each (+ proxies.json with costs)",
-        "compare": "Spearman ρ (raw and reliability-corrected) and cost of each proxy against exact scores",
+        "compare": "Spearman ρ, Pearson r, cosine and tertile agreement of each proxy with exact scores, beside "
+                   "the exact scores' split-half reliability, and each proxy's cost",
     }
     for name, text in helps.items():
         sub = commands.add_parser(name, help=text, description=text)
@@ -74,6 +75,9 @@ def _add_pool_options(parser: argparse.ArgumentParser) -> None:
                        help="torch threads each member trains with (default 1); part of the pool's key, so a "
                        "member's result never depends on --workers")
     group.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
+    group.add_argument("--keep-weights", action="store_true",
+                       help="also store each member's trained weights (checksummed safetensors), so privacy attacks "
+                       "that unlearn members (U-LiRA) load them instead of retraining; costs disk")
 
 
 def _setting(args: argparse.Namespace):
@@ -146,7 +150,8 @@ def _build(args: argparse.Namespace, setting, log):
     from ..memorization.pool import build_pool, pool_spec_for
 
     spec = pool_spec_for(setting.dataset, setting.model_name, setting.width, setting.train_config,
-                         args.subset_fraction, args.pool_seed, threads=args.member_threads)
+                         args.subset_fraction, args.pool_seed, threads=args.member_threads,
+                         keep_weights=args.keep_weights)
     size = args.pool_size or DEFAULT_POOL_SIZE
 
     def on_member(result: dict) -> None:
@@ -318,10 +323,13 @@ def _print_comparison(comparison: dict[str, Any]) -> None:
         f"{_number(comparison['split_half_reliability'], '{:.3f}')}, full-pool reliability "
         f"{_number(comparison['reliability'], '{:.3f}')})"
     ))
-    for column in ("proxy", "Spearman ρ", "ρ corrected", "top overlap", "seconds", "cost / pool"):
+    for column in ("proxy", "Spearman ρ", "ρ / split-half", "Pearson r", "cosine", "tertiles", "ρ corrected",
+                   "top overlap", "seconds", "cost / pool"):
         table.add_column(column, justify="left" if column == "proxy" else "right")
     for name, row in sorted(comparison["proxies"].items(), key=lambda item: -np.nan_to_num(item[1]["rho"], nan=-9)):
-        table.add_row(name, _number(row["rho"], "{:+.3f}"), _number(row["rho_corrected"], "{:+.3f}"),
+        table.add_row(name, _number(row["rho"], "{:+.3f}"), _number(row.get("rho_fraction_of_split_half"), "{:.2f}"),
+                      _number(row.get("pearson"), "{:+.3f}"), _number(row.get("cosine"), "{:+.3f}"),
+                      _number(row.get("tertile_agreement"), "{:.2f}"), _number(row["rho_corrected"], "{:+.3f}"),
                       _number(row["top_overlap"], "{:.2f}"), _number(row["seconds"], "{:.3f}"),
                       _number(row["cost_fraction"], "{:.2e}"))
     Console(file=sys.stdout).print(table)

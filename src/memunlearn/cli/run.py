@@ -52,7 +52,7 @@ def add_parser(subparsers) -> None:
     tuned.add_argument("--no-tuned", action="store_true",
                        help="each method's official recipe, not the shipped tuned values (the default; kept for "
                        "older command lines)")
-    parser.add_argument("--metrics", help="extra metrics, comma-separated: ulira, neurips2023 (a backdoor forget set always measures its attack success rate)")
+    parser.add_argument("--metrics", help="extra metrics, comma-separated: ulira, neurips2023, rmia, lira-offline, rmia-u (a backdoor forget set always measures its attack success rate)")
     parser.add_argument("--no-noise-floor", action="store_true",
                         help="skip the independent retrain (another seed) that every table compares with")
     parser.add_argument("--seed", type=seed_int, help="first seed (default 0)")

@@ -55,6 +55,8 @@ def cell_key(setting: Setting, split: Split, entry: str, hparams: dict[str, Any]
     extra = {"metrics": list(evaluation.metrics), "pool": [evaluation.pool_size, evaluation.pool_fraction,
                                                           evaluation.pool_seed],
              "neurips2023_models": evaluation.neurips2023_models} if evaluation.metrics else None
+    if extra is not None and {"rmia", "rmia-u"} & set(evaluation.metrics):
+        extra["attack_tier"] = [evaluation.rmia_references, evaluation.rmia_u_references]
     return artefact_key(
         format=CELL_FORMAT, version=__version__, setting=setting.key(), data=split.dataset.fingerprint,
         seed=split.seed, forget=artefact_key(indices=split.forget_set.indices.tolist()), entry=entry,

@@ -2,7 +2,9 @@
 
 Accuracies, gaps, ToW and the population attacks are always computed. The metrics here cost more
 or need something more, and declare it: U-LiRA needs the model pool (shadow models, shared with
-memorization scores), the NeurIPS-2023 score needs N unlearned and N retrained models. (A backdoor
+memorization scores), the NeurIPS-2023 score needs N unlearned and N retrained models, ``rmia``
+and ``lira-offline`` read the same pool's logits (no training beyond the pool), ``rmia-u`` needs
+a few retrains without the forget set. (A backdoor
 forget set's attack success rate is measured for every model without being asked for.) Each is computed inside its cell and cached with it;
 the pool and the extra runs are artefacts of their own, built once and reused by every cell.
 
@@ -47,12 +49,17 @@ def available_metrics() -> list[str]:
 
 
 def _pool(context: MetricContext):
+    """The experiment's one model pool (U-LiRA's shadows, the attack tier's references, exact
+    memorization): the setting's model and recipe; members keep weights when U-LiRA is asked for
+    (it unlearns every member) unless ``[evaluation] pool_keep_weights`` says otherwise."""
     from ..memorization.pool import build_pool, pool_spec_for
 
     evaluation = context.spec.evaluation
+    keep = evaluation.pool_keep_weights
+    keep = "ulira" in evaluation.metrics if keep is None else keep
     pool_spec = pool_spec_for(context.split.dataset, context.setting.model_name, context.setting.width,
                               context.setting.train_config, subset_fraction=evaluation.pool_fraction,
-                              seed=evaluation.pool_seed)
+                              seed=evaluation.pool_seed, keep_weights=keep)
     return build_pool(context.split.dataset, pool_spec, evaluation.pool_size,
                       cache_dir=context.setting.cache.parent, executor=context.spec.executor.name,
                       workers=context.spec.executor.workers, ray_address=context.spec.executor.ray_address,
@@ -85,6 +92,53 @@ def neurips2023_metric(context: MetricContext) -> dict[str, Any]:
                                context.spec.evaluation.neurips2023_models, retrain_hparams=retrain_hparams,
                                forget_indices=split.forget_set.indices, seed=split.seed,
                                cache_dir=context.setting.cache.parent, device=str(context.setting.device))
+    return report.to_dict()
+
+
+def _recipe(context: MetricContext) -> dict[str, Any]:
+    return {"model": context.setting.model_name, "width": context.setting.width,
+            "train": context.setting.train_config}
+
+
+@METRICS.register("rmia", scope="model",
+                  needs="the model pool ([evaluation] pool_size members as reference models; their logits only)")
+def rmia_metric(context: MetricContext) -> dict[str, Any]:
+    """Offline RMIA (SPEC §6) of the model on the forget set vs held-out test examples, pool members
+    that never trained on an example as its reference models (1, 2, 4, … up to rmia_references)."""
+    from ..privacy import rmia_attack
+
+    split = context.split
+    report = rmia_attack(context.model, _pool(context), split.dataset, split.forget_set.indices,
+                         n_references=context.spec.evaluation.rmia_references, seed=split.seed,
+                         recipe=_recipe(context), device=str(context.setting.device))
+    return report.to_dict()
+
+
+@METRICS.register("lira-offline", scope="model",
+                  needs="the model pool ([evaluation] pool_size members as OUT reference models; their logits only)")
+def lira_offline_metric(context: MetricContext) -> dict[str, Any]:
+    """Offline LiRA with a fixed variance (SPEC §6), OUT pool members as references."""
+    from ..privacy import lira_offline_attack
+
+    split = context.split
+    report = lira_offline_attack(context.model, _pool(context), split.dataset, split.forget_set.indices,
+                                 seed=split.seed, recipe=_recipe(context), device=str(context.setting.device))
+    return report.to_dict()
+
+
+@METRICS.register("rmia-u", scope="model",
+                  needs="[evaluation] rmia_u_references models retrained without the forget set (shared by every method)")
+def rmia_u_metric(context: MetricContext) -> dict[str, Any]:
+    """RMIA whose reference models are retrains without the forget set (SPEC §6)."""
+    from ..privacy import retrained_references, rmia_u_attack
+
+    split = context.split
+    references, cost = retrained_references(split.original, split.dataset, split.forget_set.indices,
+                                            context.setting.train_config.retrain_hparams(),
+                                            context.spec.evaluation.rmia_u_references, seed=split.seed,
+                                            cache_dir=context.setting.cache.parent, device=str(context.setting.device))
+    report = rmia_u_attack(context.model, references, split.dataset, split.forget_set.indices, seed=split.seed,
+                           device=str(context.setting.device), cost=cost)
     return report.to_dict()
 
 

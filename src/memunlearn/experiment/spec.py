@@ -111,6 +111,9 @@ class EvaluationSpec:
     pool_fraction: float = 0.7
     pool_seed: int = 0
     neurips2023_models: int = 32  # N unlearned and N retrained models per cell (512 in the challenge)
+    pool_keep_weights: bool | None = None  # members store weights; None = when ulira is asked for
+    rmia_references: int = 4  # rmia's reference models per example (1, 2, 4, … up to it are reported)
+    rmia_u_references: int = 4  # rmia-u's retrains without the forget set
 
 
 @dataclass(frozen=True)
@@ -581,7 +584,7 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
     for name in spec.evaluation.metrics:
         if name not in METRICS:
             METRICS.get(name)  # the unknown-name error, listing the known metrics
-    for name, low in (("pool_size", 2), ("neurips2023_models", 2)):
+    for name, low in (("pool_size", 2), ("neurips2023_models", 2), ("rmia_references", 1), ("rmia_u_references", 1)):
         if getattr(spec.evaluation, name) < low:
             raise ConfigError(f"{where('evaluation', name)}: must be at least {low}, got {getattr(spec.evaluation, name)}")
     if not 0 < spec.evaluation.pool_fraction < 1:

@@ -1,5 +1,8 @@
-"""Proxy quality against exact scores: the raw Spearman ρ (the headline), and ρ corrected for the
-measurements' noise, with the reliabilities the correction used.
+"""Proxy quality against exact scores: the raw Spearman ρ (the headline), raw Pearson r and
+cosine, the agreement of the low/mid/high tertiles RUM partitions by, and ρ corrected for the
+measurements' noise, with the reliabilities the correction used. The exact scores' own split-half
+reliability is reported beside them: a proxy cannot agree with exact scores better than two
+halves of the pool agree with each other.
 
 Example:
     >>> rows = compare_proxies(exact, half_rho, {"confidence": result}, pool_seconds)  # doctest: +SKIP
@@ -11,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .estimator import disattenuate, spearman, spearman_brown
+from .estimator import cosine, disattenuate, pearson, spearman, spearman_brown, tertile_agreement
 from .proxies import ProxyResult
 from .selection import select_by_memorization
 
@@ -77,8 +80,10 @@ def compare_proxies(
     Returns:
         ``{"headline": "rho", "correction": <how rho_corrected is computed>, "split_half_reliability",
         "reliability" (the exact scores' full-pool reliability), "pool_seconds", "exact_zero_fraction",
-        "top_fraction", "proxies": {name: {"rho", "rho_corrected", "exact_reliability",
-        "proxy_reliability", "top_overlap", "seconds", "cost_fraction", "needs"}}}``.
+        "top_fraction", "proxies": {name: {"rho", "pearson", "cosine", "rho_fraction_of_split_half",
+        "tertile_agreement" (fraction in the same exact/proxy tertile, chance ≈ 1/3),
+        "tertile_confusion" ([exact tertile][proxy tertile] counts), "rho_corrected",
+        "exact_reliability", "proxy_reliability", "top_overlap", "seconds", "cost_fraction", "needs"}}}``.
 
     Example:
         >>> exact = np.array([0.0, 0.2, 0.5, 0.9])
@@ -93,8 +98,14 @@ def compare_proxies(
     for name, result in proxies.items():
         rho = spearman(result.scores, exact_scores)
         own = measured.get(name)
+        tertile = tertile_agreement(result.scores, exact_scores)
         rows[name] = {
             "rho": rho,
+            "pearson": pearson(result.scores, exact_scores),
+            "cosine": cosine(result.scores, exact_scores),
+            "rho_fraction_of_split_half": rho / split_half if np.isfinite(split_half) and split_half > 0 else float("nan"),
+            "tertile_agreement": tertile["agreement"],
+            "tertile_confusion": tertile["confusion"],
             "rho_corrected": disattenuate(rho, reliability, 1.0 if own is None else own),
             "exact_reliability": reliability,
             "proxy_reliability": own,

@@ -124,6 +124,86 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a[keep], b[keep]).statistic)
 
 
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r over the examples where both arrays are finite (NaN if fewer than 3 or constant).
+
+    Example:
+        >>> pearson(np.array([1.0, 2.0, 3.0, np.nan]), np.array([2.0, 4.0, 6.0, 0.0]))
+        1.0
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ConfigError(f"cannot correlate arrays of lengths {len(a)} and {len(b)}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < 3 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
+        return float("nan")
+    return float(np.clip(np.corrcoef(a[keep], b[keep])[0, 1], -1.0, 1.0))
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of the raw score vectors over the examples where both are finite (NaN if
+    either is all zeros there). Not centred: it depends on where each score has its zero, which is
+    how Ravikumar et al. report CSL's agreement with exact scores.
+
+    Example:
+        >>> round(cosine(np.array([1.0, 0.0, np.nan]), np.array([1.0, 1.0, 5.0])), 4)
+        0.7071
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ConfigError(f"cannot compare arrays of lengths {len(a)} and {len(b)}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    norm = np.linalg.norm(a[keep]) * np.linalg.norm(b[keep])
+    if not keep.any() or norm == 0:
+        return float("nan")
+    return float(a[keep] @ b[keep] / norm)
+
+
+def tertiles(scores: np.ndarray) -> np.ndarray:
+    """Each example's tertile of ``scores``: 0 (low), 1 (mid), 2 (high); −1 where not finite.
+
+    Examples are ranked with ties sharing their average rank, and cut at the thirds of the
+    ranks, so tied scores always land in the same tertile (exact scores are often tied at 0;
+    breaking those ties by index would make two rankings agree by accident).
+
+    Example:
+        >>> tertiles(np.array([0.0, 0.0, 0.0, 0.5, 0.9, 0.7, np.nan])).tolist()
+        [0, 0, 0, 1, 2, 2, -1]
+    """
+    from scipy.stats import rankdata
+
+    scores = np.asarray(scores, dtype=float)
+    out = np.full(len(scores), -1, dtype=np.int64)
+    keep = np.isfinite(scores)
+    if keep.any():
+        fraction = (rankdata(scores[keep], method="average") - 0.5) / keep.sum()  # in (0, 1)
+        out[keep] = np.minimum((fraction * 3).astype(np.int64), 2)
+    return out
+
+
+def tertile_agreement(proxy_scores: np.ndarray, exact_scores: np.ndarray) -> dict:
+    """How often a proxy puts an example in the same low/mid/high tertile as the exact scores
+    (RUM's partitions), over the examples where both are finite.
+
+    Returns:
+        ``{"agreement": fraction in the same tertile (chance ≈ 1/3), "confusion": 3×3 counts
+        [exact tertile][proxy tertile], "n": examples compared}``; agreement NaN when none.
+
+    Example:
+        >>> tertile_agreement(np.array([1.0, 2, 3, 4, 5, 6]), np.array([1.0, 2, 3, 4, 6, 5]))["agreement"]
+        1.0
+    """
+    proxy_scores, exact_scores = np.asarray(proxy_scores, dtype=float), np.asarray(exact_scores, dtype=float)
+    if proxy_scores.shape != exact_scores.shape:
+        raise ConfigError(f"cannot compare arrays of lengths {len(proxy_scores)} and {len(exact_scores)}")
+    keep = np.isfinite(proxy_scores) & np.isfinite(exact_scores)
+    exact_t, proxy_t = tertiles(exact_scores[keep]), tertiles(proxy_scores[keep])
+    confusion = np.zeros((3, 3), dtype=np.int64)
+    np.add.at(confusion, (exact_t, proxy_t), 1)
+    n = int(keep.sum())
+    return {"agreement": float(np.trace(confusion) / n) if n else float("nan"), "confusion": confusion.tolist(), "n": n}
+
+
 def split_half_reliability(masks: np.ndarray, correct: np.ndarray) -> float:
     """Spearman ρ between the scores of two halves of the pool (models 0,2,4,… vs 1,3,5,…).
 

@@ -8,7 +8,16 @@ Layout of a pool folder (default ``$MEMUNLEARN_CACHE/pools/<dataset>-<key>``)::
 
     pool.json                 what produced the pool (dataset fingerprint, model, width, recipe, r, seed)
     member-00000.safetensors  mask [n] uint8, train_logits [n, C] f16, test_logits [m, C] f16
+    member-00000.weights.safetensors   (only with keep_weights) the member's trained state dict
     member-00001.safetensors  ...
+
+With ``keep_weights`` (``--keep-weights``; off by default, so the pool's size stays a choice) each
+member also stores its trained weights. The weights file carries the SHA-256 of its tensors and
+the member file records that same checksum (``weights_sha256``): the weights are addressed by
+their content, and a weights file that does not hash to what its member recorded is never loaded.
+Privacy drivers that need a member's model (U-LiRA unlearns every member) load it from there
+instead of retraining the member. Keeping weights does not change the pool's key: a pool built
+without weights gains them by training the members again (same seeds, same results).
 
 Member k depends only on (data, model, recipe, r, seed, threads, k): its subset and its
 initialisation are drawn from ``(seed, k)``, and it trains with exactly ``threads`` torch threads
@@ -64,6 +73,7 @@ class PoolSpec:
     subset_fraction: float = DEFAULT_SUBSET_FRACTION
     seed: int = 0
     threads: int = DEFAULT_MEMBER_THREADS
+    keep_weights: bool = False  # not part of the key: the members are the same either way
 
     def __post_init__(self) -> None:
         if not 0 < self.subset_fraction < 1:
@@ -89,6 +99,7 @@ def pool_spec_for(
     seed: int = 0,
     epochs: int | None = None,
     threads: int = DEFAULT_MEMBER_THREADS,
+    keep_weights: bool = False,
 ) -> PoolSpec:
     """The pool spec for ``dataset``, filling what is not given from the dataset's recipe.
 
@@ -101,7 +112,7 @@ def pool_spec_for(
     config = train_config or recipe.train
     if epochs is not None:
         config = replace(config, epochs=epochs)
-    return PoolSpec(model or recipe.model, width or recipe.width, config, subset_fraction, seed, threads)
+    return PoolSpec(model or recipe.model, width or recipe.width, config, subset_fraction, seed, threads, keep_weights)
 
 
 def subset_indices(n: int, fraction: float, seed: int, index: int) -> np.ndarray:
@@ -137,6 +148,7 @@ class MemberTask:
     pool_seed: int
     device: str = "auto"
     threads: int = DEFAULT_MEMBER_THREADS
+    keep_weights: bool = False
 
 
 def dataset_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
@@ -165,7 +177,7 @@ def train_member(task: MemberTask, arrays: dict[str, np.ndarray]) -> dict[str, A
 def member_model(task: MemberTask, train_set: Examples) -> nn.Module:
     """Train member ``task.index``'s model on its subset of ``train_set`` (standard strides): the one
     place that says how a member is trained, so :mod:`memunlearn.privacy` can reproduce a member
-    exactly (the pool stores logits, not weights). The caller sets the thread count."""
+    exactly when the pool stores no weights. The caller sets the thread count."""
     subset = subset_indices(len(train_set), task.subset_fraction, task.pool_seed, task.index)
     seed = member_seed(task.pool_seed, task.index)
     model = build_model(task.model, task.in_channels, task.num_classes, width=task.width,
@@ -207,8 +219,11 @@ def _train_member(task: MemberTask, arrays: dict[str, np.ndarray]) -> dict[str, 
     mask = np.zeros(n, dtype=bool)
     mask[subset] = True
     correct = (train_logits.argmax(1) == train_set.y).numpy()
+    state = ({name: tensor.detach().cpu().clone().numpy() for name, tensor in model.state_dict().items()}
+             if task.keep_weights else None)
     return {
         "index": task.index,
+        **({"state": state} if state is not None else {}),
         "mask": mask,
         "train_logits": train_logits.to(torch.float16).numpy(),
         "test_logits": test_logits.to(torch.float16).numpy(),
@@ -231,17 +246,31 @@ def member_path(pool_dir: Path, index: int) -> Path:
     return Path(pool_dir) / f"member-{index:05d}.safetensors"
 
 
+def weights_path(pool_dir: Path, index: int) -> Path:
+    return Path(pool_dir) / f"member-{index:05d}.weights.safetensors"
+
+
 def write_member(pool_dir: Path, pool_key: str, result: dict[str, Any]) -> Path:
-    """Save one finished member atomically (a reader never sees a half-written file)."""
+    """Save one finished member atomically (a reader never sees a half-written file); with a
+    ``state`` (keep_weights), its weights first, then the member file recording their checksum."""
     path = member_path(pool_dir, result["index"])
+    weights_sha = None
+    if result.get("state") is not None:
+        state = {name: torch.tensor(np.asarray(value)) for name, value in result["state"].items()}
+        weights_sha = sha256_of_tensors(state)
+        with atomic_path(weights_path(pool_dir, result["index"])) as tmp:
+            save_file(state, str(tmp), metadata={"memunlearn": json.dumps({"pool_key": pool_key, "index": result["index"]}),
+                                                 CHECKSUM_KEY: weights_sha})
     tensors = {
         # copies: arrays that come back from Ray are read-only views of its object store
         "mask": torch.tensor(np.asarray(result["mask"], dtype=np.uint8)),
         "train_logits": torch.tensor(np.asarray(result["train_logits"])),
         "test_logits": torch.tensor(np.asarray(result["test_logits"])),
     }
-    metadata = {k: v for k, v in result.items() if k not in tensors}
+    metadata = {k: v for k, v in result.items() if k not in tensors and k != "state"}
     metadata["pool_key"] = pool_key
+    if weights_sha is not None:
+        metadata["weights_sha256"] = weights_sha
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"memunlearn": json.dumps(metadata),
                                                CHECKSUM_KEY: sha256_of_tensors(tensors)})
@@ -276,6 +305,27 @@ def read_member(path: Path, pool_key: str, index: int, n_train: int, n_test: int
             "train_logits": tensors["train_logits"].numpy(), "test_logits": tensors["test_logits"].numpy()}
 
 
+def read_member_weights(pool_dir: Path, index: int, expected_sha: str | None) -> dict[str, torch.Tensor] | None:
+    """Member ``index``'s stored state dict, or None when absent, unreadable, or not the content
+    its member file recorded (``expected_sha``; a mismatch is reported as damaged)."""
+    path = weights_path(pool_dir, index)
+    if not expected_sha or not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            state = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        warnings.warn(f"pool weights {path} are unreadable or truncated; training the member again",
+                      DamagedArtefactWarning, stacklevel=2)
+        return None
+    if header.get(CHECKSUM_KEY) != expected_sha or sha256_of_tensors(state) != expected_sha:
+        warnings.warn(f"pool weights {path} are damaged or belong to another run (their checksum is not the one "
+                      "their member recorded); training the member again", DamagedArtefactWarning, stacklevel=2)
+        return None
+    return state
+
+
 @dataclass
 class ModelPool:
     """A loaded pool: per member its subset mask and float16 logits on train and test.
@@ -300,6 +350,31 @@ class ModelPool:
 
     def __len__(self) -> int:
         return len(self.masks)
+
+    def has_weights(self, position: int) -> bool:
+        """Whether member ``position`` (row of ``masks``) recorded stored weights."""
+        return bool(self.members[position].get("weights_sha256"))
+
+    @property
+    def keeps_weights(self) -> bool:
+        """Whether every member stores its weights."""
+        return all(self.has_weights(k) for k in range(len(self)))
+
+    def member_model(self, position: int, device: str = "cpu") -> nn.Module | None:
+        """Member ``position``'s trained model from its stored weights (eval mode), or None when
+        the pool keeps no weights for it. The weights are checked against their checksum."""
+        member = self.members[position]
+        index = int(member.get("index", position))
+        state = read_member_weights(self.directory, index, member.get("weights_sha256"))
+        if state is None:
+            return None
+        data = self.info["dataset"]
+        model = build_model(self.info["model"], data["in_channels"], data["num_classes"], width=self.info["width"],
+                            image_size=data["image_size"], seed=0)
+        model.load_state_dict(state)
+        from ..training import get_device
+
+        return model.to(get_device(device)).eval()
 
     def correct(self, labels: torch.Tensor | np.ndarray) -> np.ndarray:
         """[K, n] bool: whether each member classifies each training example correctly."""
@@ -442,8 +517,12 @@ def build_pool(
     data = expected["dataset"]
 
     def finished(k: int) -> bool:
-        return read_member(member_path(directory, k), key, k, data["n_train"], data["n_test"],
-                           data["num_classes"]) is not None
+        member = read_member(member_path(directory, k), key, k, data["n_train"], data["n_test"], data["num_classes"])
+        if member is None:
+            return False
+        if spec.keep_weights:  # a member without (intact) weights is trained again, to the same result
+            return read_member_weights(directory, k, member.get("weights_sha256")) is not None
+        return True
 
     missing = [k for k in range(pool_size) if not finished(k)]
     reused = pool_size - len(missing)
@@ -466,13 +545,14 @@ def build_pool(
             if claimed:
                 tasks = [MemberTask(k, key, spec.model, spec.width, data["in_channels"], data["num_classes"],
                                     data["image_size"], spec.train, spec.subset_fraction, spec.seed, str(device),
-                                    spec.threads)
+                                    spec.threads, spec.keep_weights)
                          for k in claimed]
                 with get_executor(executor, workers, ray_address, cpus) as runner:
                     for task, result in runner.map(train_member, tasks, shared=dataset_arrays(dataset)):
                         write_member(directory, key, result)
                         claimed.pop(task.index).release()
                         trained += 1
+                        result.pop("state", None)
                         if on_member is not None:
                             present = pool_size - len(missing) + trained
                             on_member({**result, "trained_this_run": trained, "present": present,
@@ -490,6 +570,7 @@ def build_pool(
     wall = time.perf_counter() - start
     pool = load_pool(directory, dataset, pool_size=pool_size)
     pool.build = {"trained": trained, "reused": reused, "by_others": pool_size - reused - trained,
+                  "keep_weights": spec.keep_weights,
                   "wall_time": wall, "executor": executor, "workers": workers,
                   "models_per_minute": 60 * trained / wall if trained and wall > 0 else float("nan")}
     return pool
@@ -571,6 +652,6 @@ def pool_summary(pool: ModelPool, labels: torch.Tensor | np.ndarray) -> dict[str
 
 __all__ = [
     "DEFAULT_POOL_SIZE", "DEFAULT_SUBSET_FRACTION", "MemberTask", "ModelPool", "PoolSpec", "build_pool",
-    "default_pool_dir", "load_pool", "member_seed", "pool_spec_for", "pool_summary", "subset_indices",
+    "default_pool_dir", "load_pool", "member_seed", "read_member_weights", "pool_spec_for", "pool_summary", "subset_indices",
     "train_member",
 ]

@@ -1,9 +1,10 @@
 """Memorization proxies: cheap per-example scores, each oriented so that higher = more memorized.
 
-Five proxies read the training dynamics recorded while the original model trained (no extra
-pass): ``confidence``, ``max-confidence``, ``entropy``, ``binary-accuracy`` and
-``forgetting-events``. Four need the final model: ``holdout-retraining``, ``loss-curvature``,
-``grad-norm`` and ``el2n``. Every proxy is registered by name, with what it needs, and timed.
+Seven proxies read the training dynamics recorded while the original model trained (no extra
+pass): ``confidence``, ``max-confidence``, ``entropy``, ``binary-accuracy``,
+``forgetting-events``, ``csl`` (cumulative sample loss) and ``learning-time``. Five need the
+final model: ``holdout-retraining``, ``loss-curvature`` (Garg et al.'s estimator),
+``loss-curvature-rum`` (RUM's code's variant), ``grad-norm`` and ``el2n``. Every proxy is registered by name, with what it needs, and timed.
 
 Example:
     >>> result = compute_proxy("confidence", data, model, dynamics)  # doctest: +SKIP
@@ -136,7 +137,7 @@ def compute_proxy(
         **options: proxy options: ``holdout_epochs`` (30), ``holdout_lr`` (0.1),
             ``holdout_momentum`` (0.9), ``holdout_weight_decay`` (5e-4), ``holdout_patience`` (4),
             ``holdout_batch_size`` (the dataset recipe's), ``curvature_directions`` (10),
-            ``curvature_step`` (1e-3).
+            ``curvature_step`` (1e-3), ``rum_curvature_step`` (0.01).
 
     Returns:
         A :class:`ProxyResult`; ``seconds`` is the proxy's own wall time (the original training,
@@ -218,6 +219,46 @@ def forgetting_events_score(dynamics: TrainingDynamics) -> np.ndarray:
     events = (correct[:-1] & ~correct[1:]).sum(axis=0).astype(np.float64)
     events[~correct.any(axis=0)] = correct.shape[0]
     return events
+
+
+def csl_score(dynamics: TrainingDynamics) -> np.ndarray:
+    """Cumulative sample loss (Ravikumar et al., ICML 2025): the example's training loss summed
+    over every step of training that saw it.
+
+    Each example is in exactly one step per epoch, so this is the sum over epochs of the
+    per-example cross-entropy recorded from the training forward pass (before that step's update;
+    :class:`~memunlearn.training.TrainingDynamics` ``loss``). Free: no pass is added.
+
+    Raises:
+        ConfigError: dynamics without per-example losses (saved by an older memunlearn).
+
+    Example:
+        >>> d = TrainingDynamics.empty(3, 2); d.loss[:] = [[2.0, 1.0], [1.0, 0.5], [0.5, 0.1]]
+        >>> csl_score(d).tolist()
+        [3.5, 1.6]
+    """
+    if dynamics.loss is None:
+        raise ConfigError("proxy 'csl' needs the per-example training losses, which these dynamics lack (saved by an "
+                          "older memunlearn); delete the cached original model so it is trained again")
+    return dynamics.loss.sum(axis=0, dtype=np.float64)
+
+
+def learning_time_score(dynamics: TrainingDynamics) -> np.ndarray:
+    """Learning time: the first epoch (counted from 1) from which the example stays correctly
+    classified until the end of training; ``epochs + 1`` if it is misclassified at the last epoch.
+    Later = harder to learn = more memorized.
+
+    Example:
+        >>> d = TrainingDynamics.empty(4, 3)
+        >>> d.correct[:] = np.array([[1, 0, 1], [1, 1, 0], [1, 1, 1], [1, 1, 0]], bool)
+        >>> learning_time_score(d).tolist()
+        [1.0, 2.0, 5.0]
+    """
+    correct = dynamics.correct.astype(bool)
+    epochs = correct.shape[0]
+    # the last epoch at which it was wrong (−1 if never): it stays correct from the next one on
+    wrong_at = np.where(~correct, np.arange(epochs)[:, None], -1).max(axis=0)
+    return (wrong_at + 2).astype(np.float64)
 
 
 # ---------------------------------------------------------------- from the final model
@@ -388,6 +429,43 @@ def loss_curvature_score(
     return (total / directions).cpu().numpy()
 
 
+# RUM's variant (kairanzhao/RUM @ f593c9d, memorization_proxy/loss_curvature.py): find_z (lines
+# 69-89) takes z = h·(sign(∇ₓℓ) + 1e-7) / (‖sign(∇ₓℓ)‖₂ + 1e-7) per example, regularizer (lines
+# 92-117) returns ‖∇ₓ[ℓ(x + z) − ℓ(x)]‖₂ per example with the model in eval mode; h defaults to
+# 0.01 (arg_parser.py line 122, ``--h``). Its script records this at every training step
+# (loss_curvature.py lines 273-284); here it is computed once on the final model.
+RUM_CURVATURE_STEP = 0.01
+
+
+def rum_loss_curvature_score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: float = RUM_CURVATURE_STEP) -> np.ndarray:
+    """RUM's code's curvature: ‖∇ₓℓ(x + z) − ∇ₓℓ(x)‖₂ along z = h·sign(∇ₓℓ(x)) / ‖sign(∇ₓℓ(x))‖₂.
+
+    One deterministic direction (the gradient's sign, scaled to norm h), the norm rather than
+    its square; transcribed from RUM's ``find_z`` and ``regularizer`` (see the comment above).
+
+    Example:
+        >>> lin = nn.Linear(2, 2)
+        >>> float(rum_loss_curvature_score(lin, torch.zeros(1, 2), torch.tensor([0]))[0]) >= 0
+        True
+    """
+    model.eval()
+    base = input_gradients(model, x, y)
+    sign = torch.sign(base)
+    norm = sign.reshape(len(x), -1).norm(dim=1).reshape(-1, *([1] * (x.dim() - 1)))
+    z = step * (sign + 1e-7) / (norm + 1e-7)
+    diff = input_gradients(model, x + z, y) - base
+    return diff.flatten(1).double().norm(dim=1).cpu().numpy()
+
+
+def _rum_loss_curvature(inputs: ProxyInputs) -> np.ndarray:
+    model = inputs.model.eval().to(inputs.device)
+    step = float(inputs.option("rum_curvature_step", RUM_CURVATURE_STEP))
+    return np.concatenate([
+        rum_loss_curvature_score(model, x.to(inputs.device), y.to(inputs.device), step)
+        for x, y in inputs.dataset.train.batches(inputs.batch_size)
+    ])
+
+
 def _loss_curvature(inputs: ProxyInputs) -> np.ndarray:
     """Curvature of the FINAL model (Garg et al. average it over training checkpoints, which
     would need an extra training run; the final model is what an unlearning user has)."""
@@ -411,10 +489,16 @@ register_proxy("binary-accuracy", lambda i: binary_accuracy_score(i.recorded_dyn
                "1 − fraction of training epochs classified correctly")
 register_proxy("forgetting-events", lambda i: forgetting_events_score(i.recorded_dynamics), "dynamics",
                "correct → incorrect transitions between epochs (never learned = epochs)")
+register_proxy("csl", lambda i: csl_score(i.dynamics), "dynamics",
+               "cumulative sample loss: per-example training loss summed over every step (Ravikumar et al.)")
+register_proxy("learning-time", lambda i: learning_time_score(i.dynamics), "dynamics",
+               "first epoch from which the example stays correctly classified")
 register_proxy("holdout-retraining", _holdout_retraining, "model",
                "symmetric KL between θ_o and θ_o finetuned on the test split")
 register_proxy("loss-curvature", _loss_curvature, "model",
-               "input-space loss curvature of the final model (Rademacher finite differences)")
+               "input-space loss curvature of the final model (Garg et al.: 10 Rademacher probes, h = 1e-3)")
+register_proxy("loss-curvature-rum", _rum_loss_curvature, "model",
+               "input-space loss curvature as RUM's code computes it (gradient-sign direction, h = 0.01)")
 register_proxy("grad-norm", _grad_norm, "model", "per-example parameter-gradient norm of the final model")
 register_proxy("el2n", _el2n, "model", "‖softmax − onehot‖₂ of the final model")
 

@@ -160,11 +160,32 @@ def member_forget_indices(dataset: Dataset, subset: np.ndarray, rule: str, seed:
     raise refused
 
 
+def stored_pool_member(pool: Any, index: int, device: str = "auto") -> nn.Module | None:
+    """Pool member ``index``'s model from the weights the pool stored (``keep_weights``), or None
+    when the pool keeps none for it. Costs one file read, no training."""
+    loader = getattr(pool, "member_model", None)
+    if loader is None:
+        return None
+    try:
+        return loader(index, device)
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ConfigError(f"pool member {index}'s stored weights do not fit the pool's model ({exc}); "
+                          "delete its weights file and build the pool again") from None
+
+
+def pool_member(pool: Any, dataset: Dataset, index: int, device: str = "auto") -> nn.Module:
+    """Pool member ``index``'s model: its stored weights when the pool keeps them, else trained
+    again exactly as the pool trained it (:func:`reproduce_pool_member`)."""
+    model = stored_pool_member(pool, index, device)
+    return model if model is not None else reproduce_pool_member(pool, dataset, index, device)
+
+
 def reproduce_pool_member(pool: Any, dataset: Dataset, index: int, device: str = "auto") -> nn.Module:
     """Train pool member ``index`` again, exactly as the pool trained it (same subset, init, order).
 
-    The pool stores logits, not weights (see :mod:`memunlearn.memorization.pool`), so this is how
-    :func:`ulira` gets a member's model by default. It costs one member's training.
+    A pool built without ``keep_weights`` stores logits, not weights (see
+    :mod:`memunlearn.memorization.pool`), so this is how :func:`ulira` gets such a member's model.
+    It costs one member's training.
 
     Raises:
         ConfigError: a pool whose ``info`` does not describe its model and recipe.
@@ -176,6 +197,11 @@ def reproduce_pool_member(pool: Any, dataset: Dataset, index: int, device: str =
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"the pool's info does not say how its members were trained ({exc}); "
                           "pass member_model= to ulira()") from None
+
+
+def _has_weights(pool: Any, index: int) -> bool:
+    check = getattr(pool, "has_weights", None)
+    return bool(check(index)) if check is not None else False
 
 
 def _template_model(pool: Any) -> nn.Module | None:
@@ -248,8 +274,8 @@ def ulira(
         forget_rule: e.g. ``iid:0.1`` (of each member's subset) or ``classes:3,8:0.05``.
         method: a registered unlearning method, ``retrain`` (floor) or ``none`` (ceiling).
         hparams: the method's hyperparameters (``retrain`` defaults to the pool's recipe).
-        member_model: ``k -> trained model of member k``; default
-            :func:`reproduce_pool_member` (retrains it: the pool stores no weights).
+        member_model: ``k -> trained model of member k``; default :func:`pool_member` (the
+            weights the pool stored with ``keep_weights``, else the member trained again).
         members: pool members to use (default all).
         targets, shadows: explicit split, as positions in ``members``; default k-fold cross-fitting.
         folds: cross-fitting folds.
@@ -292,7 +318,7 @@ def ulira(
     directory = cache_root(cache_dir) / "privacy" / "ulira" / key
     labels = dataset.train.y.numpy()
     template = _template_model(pool) if method == "retrain" else None
-    get_model = member_model or (lambda k: reproduce_pool_member(pool, dataset, k, device))
+    get_model = member_model or (lambda k: pool_member(pool, dataset, k, device))
 
     phi = np.empty((len(chosen), n))
     forgot = np.zeros((len(chosen), n), dtype=bool)
@@ -362,12 +388,14 @@ def _ulira_member(pool: Any, dataset: Dataset, k: int, rule: str, method: str, h
                                         .float().mean()))
     if "model" in model_cache:
         meta["member_seconds"] = model_cache["seconds"]
+        meta["member_source"] = ("stored weights" if reproduced and _has_weights(pool, k) else
+                                 "retrained" if reproduced else "member_model")
         if reproduced:
             stored = np.asarray(pool.train_logits[k], dtype=np.float32)
             original = predict_logits(model_cache["model"], dataset.train, device).numpy()
             meta["reproduction_max_logit_error"] = float(np.abs(original - stored).max())
             if meta["reproduction_max_logit_error"] > REPRODUCTION_TOLERANCE * max(1.0, float(np.abs(stored).max())):
-                warnings.warn(f"pool member {k} retrained differs from the pool's stored logits by "
+                warnings.warn(f"pool member {k} ({meta['member_source']}) differs from the pool's stored logits by "
                               f"{meta['reproduction_max_logit_error']:.3g}; U-LiRA then attacks a slightly different member",
                               stacklevel=3)
     correct = logits.argmax(1) == labels
@@ -573,5 +601,5 @@ def neurips2023_score(
 
 __all__ = [
     "NeurIPS2023Report", "ULiRAReport", "member_forget_indices", "model_fingerprint", "neurips2023_score",
-    "reproduce_pool_member", "resolve_hparams", "ulira",
+    "pool_member", "reproduce_pool_member", "stored_pool_member", "resolve_hparams", "ulira",
 ]

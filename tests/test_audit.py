@@ -1,0 +1,146 @@
+"""The oracle-free audit (issue 21): statistics by hand, the false-positive check (an independent
+retrain passes, the original fails), other-distribution forget sets, bad input, the CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from memunlearn.auditing import (
+    Auditor, audit, min_detectable_gap, stratified_proportion_test, stratified_rank_test,
+)
+from memunlearn.errors import ConfigError
+
+# An overfit setting where the original is clearly distinguishable (measured: the original's loss
+# test p = 3e-4, attack p = 9e-5; the independent retrain's p >= 0.5): a width-16 CNN, 30 epochs,
+# on 400 digits, forgetting an iid quarter.
+N_TRAIN, EPOCHS, RULE = 400, 30, "iid:0.25"
+
+
+def test_rank_test_by_hand():
+    # Class 0: forget {3, 4} vs held-out {1, 2}: all 4 pairs forget > held-out, U = 4.
+    # Class 1: forget {0} vs held-out {5}: U = 0. Σ U = 4 of 5 pairs.
+    r = stratified_rank_test([3, 4, 0], [0, 0, 1], [1, 2, 5], [0, 0, 1])
+    assert r["auc"] == pytest.approx(4 / 5)
+    # null mean 2 + 0.5 = 2.5; variance 4·5/12 + 1·3/12 = 23/12
+    assert r["z"] == pytest.approx((4 - 2.5) / np.sqrt(23 / 12))
+    # A class without held-out examples is left out, not compared with other classes.
+    assert stratified_rank_test([1.0], [7], [0.0], [0])["p"] is None
+
+
+def test_proportion_test_by_hand():
+    # Class 0: forget 2/2 correct, held-out 1/2; class 1: forget 1/2, held-out 1/2.
+    r = stratified_proportion_test([1, 1, 1, 0], [0, 0, 1, 1], [1, 0, 1, 0], [0, 0, 1, 1])
+    assert (r["forget"], r["holdout"]) == (0.75, 0.5)
+    # CMH: observed 3, expected 2·3/4 + 2·2/4 = 2.5, var 2·2·3·1/(16·3) + 2·2·2·2/(16·3) = 0.25 + 1/3
+    assert r["z"] == pytest.approx(0.5 / np.sqrt(0.25 + 1 / 3))
+
+
+def test_min_detectable_gap_shrinks_with_size():
+    assert min_detectable_gap(0.9, 1000, 1000) < min_detectable_gap(0.9, 100, 1000) < min_detectable_gap(0.9, 20, 1000)
+
+
+@pytest.fixture(scope="module")
+def overfit(digits):
+    from memunlearn import build_model, make_forget_set, train
+    from memunlearn.data import subsample
+    from memunlearn.training import recipe_for
+
+    torch.set_num_threads(1)
+    data = subsample(digits, n_train=N_TRAIN, seed=0)
+    forget_set = make_forget_set(RULE, data, seed=0)
+    forget, retain = data.train.subset(forget_set.indices), data.train.subset(forget_set.retain_indices(N_TRAIN))
+    config = replace(recipe_for("digits").train, epochs=EPOCHS)
+
+    def fit(examples, seed):
+        return train(build_model("cnn", 1, 10, width=16, image_size=8, seed=seed), examples, replace(config, seed=seed),
+                     "cpu").model
+
+    return {"data": data, "forget_set": forget_set, "forget": forget, "retain": retain,
+            "original": fit(data.train, 0), "retrain": fit(retain, 1)}
+
+
+def test_false_positive_check_retrain_passes_original_fails(overfit):
+    o = overfit
+    retrained = audit(o["retrain"], o["forget"], o["data"].test, retain=o["retain"], device="cpu")
+    original = audit(o["original"], o["forget"], o["data"].test, retain=o["retain"], device="cpu")
+    assert retrained.verdict == "pass", retrained.finding
+    assert original.verdict == "fail" and original.direction == "memorized", original.finding
+    assert original.tests["loss"]["auc"] > retrained.tests["loss"]["auc"]
+    assert original.tests["attack"]["p"] < 0.05 / 3 < retrained.tests["attack"]["p"]
+    # Strict JSON, and the per-class rows cover the forget set.
+    text = json.dumps(original.to_dict(), allow_nan=False)
+    assert json.loads(text)["verdict"] == "fail"
+    assert sum(row["forget"] for row in original.per_class) == len(o["forget"])
+
+
+def test_flagged_examples_are_ranked_forget_indices(overfit):
+    o = overfit
+    report = audit(o["original"], o["forget"], o["data"].test, retain=o["retain"],
+                   forget_indices=o["forget_set"].indices, device="cpu")
+    scores = [f["score"] for f in report.flagged]
+    assert scores == sorted(scores, reverse=True)
+    assert set(report.flagged_indices()) <= set(o["forget_set"].indices.tolist())
+    assert all(s > report.tests["attack"]["threshold"] for s in scores)
+    assert report.tests["attack"]["flagged"] == len(report.flagged)
+
+
+def test_class_missing_from_holdout_is_other_distribution(overfit):
+    o = overfit
+    test = o["data"].test
+    without_3 = test.subset(np.flatnonzero(test.y.numpy() != 3))
+    report = audit(o["retrain"], o["forget"], without_3, retain=o["retain"], device="cpu")
+    assert report.verdict == "other-distribution"
+    assert "class(es) [3]" in report.finding
+
+
+def test_mislabeled_forget_set_is_other_distribution(overfit):
+    o = overfit
+    forget = o["forget"]
+    flipped = forget.with_labels((forget.y + 1) % 10)
+    report = audit(o["retrain"], flipped, o["data"].test, retain=o["retain"], device="cpu")
+    assert report.verdict == "other-distribution"
+    labels = next(c for c in report.distribution if c["check"] == "labels")
+    assert labels["other"] and labels["forget_agreement"] < labels["holdout_agreement"] - 0.5
+
+
+def test_backdoor_forget_set_is_other_distribution(overfit):
+    from memunlearn import make_forget_set
+
+    o = overfit
+    forget_set = make_forget_set("backdoor:0.1:0", o["data"], seed=0)
+    poisoned = forget_set.training_data(o["data"])
+    forget = poisoned.train.subset(forget_set.indices)
+    retain = poisoned.train.subset(forget_set.retain_indices(N_TRAIN))
+    report = audit(o["retrain"], forget, o["data"].test, retain=retain, device="cpu")
+    assert report.verdict == "other-distribution"
+    inputs = next(c for c in report.distribution if c["check"] == "inputs")
+    assert inputs["other"] and inputs["auc"] > 0.9
+
+
+def test_iid_forget_set_is_not_other_distribution(overfit):
+    o = overfit
+    auditor = Auditor(o["forget"], o["data"].test, o["retain"])
+    assert not auditor.other, auditor.distribution
+
+
+def test_bad_input(overfit):
+    o = overfit
+    forget, retain, test = o["forget"], o["retain"], o["data"].test
+    with pytest.raises(ConfigError, match="needs held-out data"):
+        Auditor(forget, None, retain)
+    with pytest.raises(ConfigError, match="also in the forget set"):
+        Auditor(forget, forget, retain)
+    with pytest.raises(ConfigError, match=r"also in the training \(retain\) set"):
+        Auditor(forget, retain.subset(range(50)), retain)
+    with pytest.raises(ConfigError, match="at least 10"):
+        Auditor(forget.subset(range(5)), test, retain)
+    with pytest.raises(ConfigError, match="unknown audit attack 'lira'"):
+        Auditor(forget, test, retain, attack="lira")
+    # A forget set too small for the test's power: a warning naming the smallest detectable gap.
+    with pytest.warns(UserWarning, match="smallest accuracy gap it detects is"):
+        audit(o["retrain"], forget.subset(range(12)), test, retain=retain, device="cpu")

@@ -565,6 +565,13 @@ class Auditor:
                              else [])
         self.other = any(c["other"] for c in self.distribution)
 
+    @property
+    def audited_retain(self) -> int:
+        """Retain examples each :meth:`audit` scores (the population attack's members)."""
+        if self.attack_name != "population" or self.retain is None:
+            return 0
+        return min(len(self.retain), len(self.holdout))
+
     def power(self, holdout_rate: float) -> dict[str, Any]:
         gap = min_detectable_gap(holdout_rate, len(self.forget), self.effective_holdout, self.alpha)
         return {"min_detectable_gap": gap, "power": POWER, "effective_holdout": self.effective_holdout,
@@ -696,8 +703,94 @@ def audit(model: Any, forget: Any, holdout: Any, retain: Any | None = None, *, a
     return report
 
 
+# ------------------------------------------------------------------------------------------------
+# Calibration against the oracle (an experiment's results)
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def noise_floor_bars(summary: dict[str, Any]) -> dict[str, float] | None:
+    """The noise-floor verdict's bar: the lower ends of the independent retrain's 95% intervals of
+    ToW and ToW-MIA (its mean with one seed), the rule the report's verdict uses."""
+    floor = summary.get("noise_floor")
+    if not floor:
+        return None
+    bars = {}
+    for key in ("tow", "tow_mia"):
+        stat = floor.get(key) or {}
+        value = _finite(stat.get("low"))
+        bars[key] = value if value is not None else _finite(stat.get("mean"))
+    return {k: v for k, v in bars.items() if v is not None} or None
+
+
+def _meets(values: dict[str, Any], bars: dict[str, float]) -> bool:
+    return all(_finite(values.get(k)) is not None and values[k] >= bar for k, bar in bars.items())
+
+
+def audit_calibration(rows: Sequence[dict[str, Any]], summary: dict[str, Any], labels: Sequence[str]) -> dict[str, Any]:
+    """How the audit's verdicts agree with the oracle's, over one forget rule's cells.
+
+    The oracle's verdict of a cell: ``indistinguishable`` when its ToW and ToW-MIA reach the
+    noise-floor bar (:func:`noise_floor_bars`), else ``distinguishable``; of a method: the same
+    rule on its mean over seeds. Returns the confusion table over cells (oracle verdict × audit
+    verdict), the agreement over cells the audit gave a pass/fail verdict, per method the
+    noise-floor verdict against the audit's pass rate, and the reference rows: false positives
+    (independent retrains and oracles that fail the audit) and detections (originals that fail).
+    """
+    bars = noise_floor_bars(summary)
+    out: dict[str, Any] = {"bars": bars, "rule": "oracle verdict: ToW and ToW-MIA >= the noise floor's 95% lower ends"}
+    confusion: dict[str, dict[str, int]] = {o: {a: 0 for a in VERDICTS} for o in ("indistinguishable",
+                                                                                   "distinguishable")}
+    agree = decided = 0
+    methods: dict[str, Any] = {}
+    for label in labels:
+        verdicts = []
+        for row in rows:
+            entry = row["methods"].get(label) or {}
+            if entry.get("status") != "ok" or "audit" not in entry:
+                continue
+            verdict = entry["audit"]["verdict"]
+            verdicts.append(verdict)
+            if bars is None:
+                continue
+            oracle = "indistinguishable" if _meets(entry["vs_oracle"], bars) else "distinguishable"
+            confusion[oracle][verdict] += 1
+            if verdict != "other-distribution":
+                decided += 1
+                agree += (oracle == "indistinguishable") == (verdict == "pass")
+        method_summary = (summary.get("methods") or {}).get(label) or {}
+        means = {k: (method_summary.get(k) or {}).get("mean") for k in ("tow", "tow_mia")}
+        methods[label] = {
+            "noise_floor_verdict": None if bars is None else
+            ("indistinguishable" if _meets(means, bars) else "distinguishable"),
+            "audit_pass_rate": verdicts.count("pass") / len(verdicts) if verdicts else None,
+            "audit_verdicts": verdicts,
+        }
+        if methods[label]["noise_floor_verdict"] is not None and verdicts and "other-distribution" not in verdicts:
+            majority = verdicts.count("pass") * 2 > len(verdicts)
+            methods[label]["agree"] = majority == (methods[label]["noise_floor_verdict"] == "indistinguishable")
+    out.update(confusion=confusion, cells_decided=decided, agreement=agree / decided if decided else None,
+               methods=methods)
+    references: dict[str, Any] = {}
+    for role in ("noise_floor", "oracle", "original"):
+        found = [row["audit"][role]["verdict"] for row in rows if role in (row.get("audit") or {})]
+        decided_role = [v for v in found if v != "other-distribution"]
+        references[role] = {"verdicts": found, "fail_rate": decided_role.count("fail") / len(decided_role)
+                            if decided_role else None}
+    out["false_positive_rate"] = {role: references[role]["fail_rate"] for role in ("noise_floor", "oracle")}
+    out["detection_rate_original"] = references["original"]["fail_rate"]
+    out["references"] = references
+    if bars is not None and rows and all("original" in r for r in rows):
+        original_summary = summary.get("original") or {}
+        out["original_meets_bar"] = _meets({k: (original_summary.get(k) or {}).get("mean") for k in bars}, bars)
+    return out
+
+
 __all__ = [
     "AUDIT_ATTACKS", "AttackContext", "AttackScores", "AuditReport", "Auditor", "ExampleStats", "VERDICTS", "audit",
+    "audit_calibration", "noise_floor_bars",
     "distribution_checks", "example_stats", "min_detectable_gap", "population_attack", "register_audit_attack",
     "stratified_proportion_test", "stratified_rank_test",
 ]

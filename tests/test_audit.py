@@ -144,3 +144,105 @@ def test_bad_input(overfit):
     # A forget set too small for the test's power: a warning naming the smallest detectable gap.
     with pytest.warns(UserWarning, match="smallest accuracy gap it detects is"):
         audit(o["retrain"], forget.subset(range(12)), test, retain=retain, device="cpu")
+
+
+# ------------------------------------------------------------------------------------------------
+# The command line (in-process)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from memunlearn.cli import main
+
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("audit") / "original.safetensors"
+    assert main(["train", "--train-subset", str(N_TRAIN), "--epochs", str(EPOCHS), "--device", "cpu",
+                 "--out", str(path)]) == 0
+    return path
+
+
+def test_cli_audit_writes_json_and_report(checkpoint, tmp_path, capsys):
+    from memunlearn.cli import main
+
+    out = tmp_path / "audit"
+    code = main(["audit", "--checkpoint", str(checkpoint), "--forget", RULE, "--holdout", "test", "--device", "cpu",
+                 "--out", str(out), "--json", str(tmp_path / "a.json")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("audit: FAIL") and "membership attack (population)" in printed
+    payload = json.loads((out / "audit.json").read_text())
+    assert payload["verdict"] == "fail" and payload["holdout"] == "test"
+    assert json.loads((tmp_path / "a.json").read_text())["verdict"] == "fail"
+    html = (out / "report.html").read_text()
+    assert "Oracle-free audit" in html and "FAIL" in html
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "--holdout validation needs --validation N"),
+    (["--validation", "50"], "trained on the whole training set"),
+    (["--holdout", "test", "--alpha", "2"], "--alpha must be in (0, 1)"),
+    (["--holdout", "test", "--attack", "lira"], "unknown audit attack 'lira'"),
+    (["--holdout", "test", "--forget", "iid:0.01"], "the forget set has 4 examples"),
+])
+def test_cli_audit_bad_input_is_one_line_exit_2(checkpoint, tmp_path, capsys, extra, message):
+    from memunlearn.cli import main
+
+    out = tmp_path / "never"
+    forget = [] if "--forget" in extra else ["--forget", RULE]
+    code = main(["audit", "--checkpoint", str(checkpoint), *forget, "--device", "cpu", "--out", str(out), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# The experiment core: [evaluation] audit = true, stop:METHOD
+
+
+def test_spec_refuses_bad_stop_entries():
+    from memunlearn.experiment import spec_from_dict
+
+    with pytest.raises(ConfigError, match="audit_holdout"):
+        spec_from_dict({"methods": {"run": ["stop:finetune"]}})
+    with pytest.raises(ConfigError, match="does not train for a number of epochs"):
+        spec_from_dict({"methods": {"run": ["stop:ssd"]}, "evaluation": {"audit_holdout": 50}})
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        spec_from_dict({"methods": {"run": ["stop:nope"]}, "evaluation": {"audit_holdout": 50}})
+    with pytest.raises(ConfigError, match="set max_epochs"):
+        spec_from_dict({"methods": {"run": ["stop:finetune"], "stop:finetune": {"epochs": 3}},
+                        "evaluation": {"audit_holdout": 50}})
+    spec = spec_from_dict({"methods": {"run": ["stop:finetune"], "stop:finetune": {"max_epochs": 3, "lr": 0.01}},
+                           "evaluation": {"audit_holdout": 50, "audit": True}})
+    assert spec.evaluation.audit and spec.method_cells()[0].hparams == {"max_epochs": 3, "lr": 0.01}
+
+
+def test_experiment_audits_every_cell_and_stops_when_done(tmp_path):
+    from memunlearn.experiment import run_experiment, spec_from_dict
+
+    torch.set_num_threads(1)
+    spec = spec_from_dict({
+        "data": {"train_subset": 250}, "model": {"epochs": 8}, "forget": {"rules": ["iid:0.2"]},
+        "methods": {"run": ["retrain", "finetune", "stop:finetune"], "stop:finetune": {"max_epochs": 3}},
+        "evaluation": {"audit": True, "audit_holdout": 80},
+        "run": {"device": "cpu", "cache_dir": str(tmp_path / "cache"), "use_tuned": False},
+    })
+    results = run_experiment(spec, tmp_path / "out")
+    group = results["groups"][0]
+    row = group["per_seed"][0]
+    assert set(row["audit"]) == {"original", "oracle", "noise_floor"}
+    assert all(row["methods"][label]["audit"]["verdict"] in ("pass", "fail", "other-distribution")
+               for label in row["methods"])
+    assert row["methods"]["retrain"]["audit"]["sizes"]["holdout"] == 80  # H = the held-out examples, not the test set
+    calibration = group["audit_calibration"]
+    cells = sum(sum(v.values()) for v in calibration["confusion"].values())
+    assert cells == 3 and set(calibration["methods"]) == {"retrain", "finetune", "stop:finetune"}
+    stop = row["methods"]["stop:finetune"]["stop"]
+    assert 1 <= stop["stopped_at_epoch"] <= 3 and stop["fixed_epochs"] == 3
+    assert stop["reached"] == (stop["checks"][-1]["verdict"] == "pass")
+    assert stop["training_examples"] == stop["stopped_at_epoch"] * row["retain_size"]
+    assert group["stop_when_done"]["stop:finetune"]["fixed_epochs"] == 3
+    # Strict JSON on disk, and the report draws the section.
+    from memunlearn.report import build_report
+
+    json.loads((tmp_path / "out" / "results.json").read_text())
+    assert "audit" in [section.key for section in build_report(tmp_path / "out").sections]

@@ -470,6 +470,10 @@ class AuditReport:
             lines.append(f"  membership attack ({self.attack['name']}): AUC forget vs held-out {a['auc']:.3f}, "
                          f"p = {p(a['p'])}; {len(self.flagged)} of {self.sizes['forget']} forget examples flagged as "
                          f"members (about {a['expected_flags']:.1f} expected by chance, p = {p(a['flag_p'])})")
+        utility = f"held-out accuracy {100 * t['holdout_accuracy']:.1f}%"
+        if "retain_accuracy" in t:
+            utility += f", retain accuracy {100 * t['retain_accuracy']:.1f}% (a sample)"
+        lines.append(f"  utility: {utility}")
         lines.append(f"  power: smallest detectable accuracy gap {100 * self.power['min_detectable_gap']:.1f} points "
                      f"(|D_f| = {self.sizes['forget']}, |H| = {self.sizes['holdout']})")
         for row in self.per_class:
@@ -593,6 +597,9 @@ class Auditor:
             "accuracy": stratified_proportion_test(f_stats.correct, f_stats.labels, h_stats.correct, h_stats.labels),
             "loss": stratified_rank_test(-f_stats.loss, f_stats.labels, -h_stats.loss, h_stats.labels),
         }
+        tests["holdout_accuracy"] = float(h_stats.correct.mean())
+        if r_stats is not None:
+            tests["retain_accuracy"] = float(r_stats.correct.mean())  # on the attack's retain sample
         ks = ks_2samp(f_stats.loss, h_stats.loss)
         tests["loss_ks"] = {"statistic": float(ks.statistic), "p": float(ks.pvalue), "stratified": False}
         attack_info: dict[str, Any] = {"name": self.attack_name}

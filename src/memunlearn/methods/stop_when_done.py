@@ -154,6 +154,7 @@ class Check:
     target_accuracy: float
     passed: bool
     verdict: str | None = None  # the audit's verdict (criterion "audit")
+    retain_accuracy: float | None = None  # criterion "audit": the utility guard's measurement
 
     @property
     def gap(self) -> float:
@@ -224,6 +225,7 @@ def stop_when_done(
     mode: str = "auto",
     target: str = "auto",
     criterion: str = "accuracy",
+    max_accuracy_drop: float = 0.02,
     seed: int = 0,
     device: str = "auto",
     **hparams: Any,
@@ -244,7 +246,11 @@ def stop_when_done(
             by the forget set's class mix) or ``auto`` (see :func:`target_kind`).
         criterion: ``accuracy`` (the one-sided accuracy test above) or ``audit``: stop at the first
             check where :func:`memunlearn.auditing.audit` of the model (D_f against ``validation``,
-            retain as the attack's members) says ``pass``; ``tolerance`` and ``target`` are then unused.
+            retain as the attack's members) says ``pass`` and the model's accuracy on the audit's
+            retain sample is at most ``max_accuracy_drop`` below the original's (the utility guard:
+            a broken model's forget set also looks like unseen data); ``tolerance`` and ``target``
+            are then unused.
+        max_accuracy_drop: criterion ``audit``: the largest retain accuracy drop a passing check allows.
         **hparams: the method's other hyperparameters (not ``epochs``: this function chooses it).
 
     Returns:
@@ -272,12 +278,13 @@ def stop_when_done(
     Choice(*MODES).check(NAME, "mode", mode)
     Choice(*TARGETS).check(NAME, "target", target)
     Choice(*CRITERIA).check(NAME, "criterion", criterion)
+    Float(low=0, high=1).check(NAME, "max_accuracy_drop", max_accuracy_drop)
     hparams = check_hparams(method, hparams)
     auditor = None
     if criterion == "audit":  # the audit's bad input (overlap, power) fails here, before any work
         from ..auditing import Auditor
 
-        auditor = Auditor(forget, validation, retain, seed=seed)
+        auditor = Auditor(forget, validation, retain, seed=seed, attack="population")
     kind = target_kind(forget.y, validation.y) if target == "auto" else target
     held_out_estimate(torch.ones(len(validation), dtype=torch.bool), validation.y, forget.y, kind)  # fail before work
     hooked = hooked_method(method)
@@ -288,14 +295,22 @@ def stop_when_done(
 
     start = time.perf_counter()
     checks: list[Check] = []
+    baseline = None
+    if auditor is not None:  # the original's audit: where the utility guard measures from
+        report = auditor.audit(model, _model_device(model))
+        baseline = Check(0, report.tests["accuracy"]["forget"], report.tests["accuracy"]["holdout"], False,
+                         report.verdict, report.tests.get("retain_accuracy"))
 
     def check(epoch: int, candidate: nn.Module) -> bool:
         where = _model_device(candidate)
         if auditor is not None:
             report = auditor.audit(candidate, where)
             accuracy_test = report.tests["accuracy"]
-            checks.append(Check(epoch, accuracy_test["forget"], accuracy_test["holdout"], report.verdict == "pass",
-                                report.verdict))
+            retain_accuracy = report.tests.get("retain_accuracy")
+            useful = (retain_accuracy is None or baseline.retain_accuracy is None
+                      or retain_accuracy >= baseline.retain_accuracy - max_accuracy_drop)
+            checks.append(Check(epoch, accuracy_test["forget"], accuracy_test["holdout"],
+                                report.verdict == "pass" and useful, report.verdict, retain_accuracy))
             return checks[-1].passed
         forget_accuracy = accuracy(candidate, forget, where)
         correct = _correct(candidate, validation, where)
@@ -318,12 +333,14 @@ def stop_when_done(
             if check(epochs, result.model):
                 break
     per_check = len(forget) + len(validation) + (0 if auditor is None else auditor.audited_retain)
-    check_examples = len(checks) * per_check
+    check_examples = (len(checks) + (baseline is not None)) * per_check
     cost = Cost(time.perf_counter() - start, steps, examples + check_examples, result.cost.params_changed,
                 result.cost.params_changed_fraction)
     record = dict(
         base_method=method, base_hparams=dict(result.hparams), tolerance=tolerance, max_epochs=max_epochs,
-        check_every=check_every, mode=used_mode, target=kind, criterion=criterion, stopped_at_epoch=checks[-1].epoch,
+        check_every=check_every, mode=used_mode, target=kind, criterion=criterion,
+        max_accuracy_drop=max_accuracy_drop if criterion == "audit" else None,
+        original_check=baseline.to_dict() if baseline is not None else None, stopped_at_epoch=checks[-1].epoch,
         reached=checks[-1].passed, epochs_run=epochs_run, check_examples=check_examples,
         checks=[c.to_dict() for c in checks],
     )
@@ -397,9 +414,11 @@ STOP_OPTIONS = {
     "check_every": Int(low=1, help="check after every this many epochs"),
     "mode": Choice(*MODES, help="restart (exact, costs the sum of the runs) or truncate (one run cut short)"),
     "tolerance": Float(low=0, high=1, help="criterion accuracy: stop when forget acc <= estimate + tolerance"),
+    "max_accuracy_drop": Float(low=0, high=1, help="criterion audit: the largest retain accuracy drop a pass allows"),
     "target": Choice(*TARGETS, help="criterion accuracy: iid or classes estimate"),
 }
-STOP_DEFAULTS = {"criterion": "audit", "check_every": 1, "mode": "auto", "tolerance": 0.01, "target": "auto"}
+STOP_DEFAULTS = {"criterion": "audit", "check_every": 1, "mode": "auto", "tolerance": 0.01, "target": "auto",
+                 "max_accuracy_drop": 0.02}
 
 
 def is_stop_entry(entry: str) -> bool:

@@ -246,3 +246,36 @@ def test_experiment_audits_every_cell_and_stops_when_done(tmp_path):
 
     json.loads((tmp_path / "out" / "results.json").read_text())
     assert "audit" in [section.key for section in build_report(tmp_path / "out").sections]
+
+
+def test_calibration_by_hand():
+    from memunlearn.auditing import audit_calibration
+
+    def cell(tow, verdict):
+        return {"status": "ok", "vs_oracle": {"tow": tow, "tow_mia": 0.99}, "audit": {"verdict": verdict}}
+
+    floor = {"tow": {"mean": 0.95, "low": 0.9}, "tow_mia": {"mean": 0.97, "low": 0.95}}
+    rows = [{"methods": {"a": cell(0.95, "pass"), "b": cell(0.5, "pass")},
+             "audit": {"noise_floor": {"verdict": "pass"}, "oracle": {"verdict": "pass"}, "original": {"verdict": "fail"}}},
+            {"methods": {"a": cell(0.92, "fail"), "b": cell(0.4, "other-distribution")},
+             "audit": {"noise_floor": {"verdict": "fail"}, "oracle": {"verdict": "pass"}, "original": {"verdict": "fail"}}}]
+    summary = {"noise_floor": floor, "methods": {"a": {"tow": {"mean": 0.935}, "tow_mia": {"mean": 0.99}},
+                                                 "b": {"tow": {"mean": 0.45}, "tow_mia": {"mean": 0.99}}}}
+    c = audit_calibration(rows, summary, ["a", "b"])
+    assert c["bars"] == {"tow": 0.9, "tow_mia": 0.95}
+    assert c["confusion"]["indistinguishable"] == {"pass": 1, "fail": 1, "other-distribution": 0}
+    assert c["confusion"]["distinguishable"] == {"pass": 1, "fail": 0, "other-distribution": 1}
+    assert c["cells_decided"] == 3 and c["agreement"] == pytest.approx(1 / 3)
+    assert c["false_positive_rate"] == {"noise_floor": 0.5, "oracle": 0.0} and c["detection_rate_original"] == 1.0
+    assert c["methods"]["a"]["noise_floor_verdict"] == "indistinguishable" and "agree" not in c["methods"]["b"]
+
+
+def test_ulira_agreement_by_hand():
+    from memunlearn.experiment.metrics import ulira_agreement
+
+    audit_dict = {"flagged": [{"index": 3}, {"index": 7}]}
+    ulira = {"per_example": {"index": [1, 3, 5, 7, 9], "accuracy": [0.9, 0.8, 0.2, 0.4, None]}}
+    # forget = {1, 3, 5, 7}: exposed {1, 3}, flagged {3, 7}: agree on 3 (both) and 5 (neither)
+    assert ulira_agreement(audit_dict, [1, 3, 5, 7], ulira) == {"scored": 4, "exposed": 2, "flagged": 2, "both": 1,
+                                                                "agreement": 0.5}
+    assert ulira_agreement(audit_dict, [1], {}) is None

@@ -397,12 +397,28 @@ def distribution_checks(forget: Any, holdout: Any, reference: Any | None = None,
     return checks
 
 
+RANKED_KINDS = ("memorization", "entanglement")
+
+
+def ranked_rule(rule: str | None) -> str | None:
+    """``rule`` when it selects the forget set by a ranking of the examples, else None.
+
+    Example:
+        >>> ranked_rule("memorization:high:confidence:0.1"), ranked_rule("iid:0.1")
+        ('memorization:high:confidence:0.1', None)
+    """
+    return rule if rule is not None and rule.partition(":")[0] in RANKED_KINDS else None
+
+
 def _other_finding(checks: list[dict[str, Any]]) -> str:
     reasons = []
     for check in checks:
         if not check["other"]:
             continue
-        if check["check"] == "classes":
+        if check["check"] == "selection":
+            reasons.append(f"the forget rule {check['rule']!r} selects examples by the model's own ranking, not a "
+                           "sample of the data (even the oracle does worse on them than on held-out data)")
+        elif check["check"] == "classes":
             reasons.append(f"the held-out data has no example of class(es) {check['missing_classes']} "
                            f"({check['forget_examples_in_missing']} forget examples; a removed class?)")
         elif check["check"] == "inputs":
@@ -504,6 +520,10 @@ class Auditor:
             ``population`` when ``retain`` is given), a name in :data:`AUDIT_ATTACKS`, or ``none``.
         forget_indices: the forget examples' indices in the training data (the flagged list names
             them); default their positions in ``forget``.
+        selected_by: the forget rule when it ranks examples by the model (``memorization:...``,
+            ``entanglement:...``): such a set is not a sample of the data distribution (the oracle
+            itself does worse on the atypical examples than on held-out data), so it is reported
+            as another distribution whatever the data checks find; see :func:`ranked_rule`.
 
     Raises:
         ConfigError: no or too little held-out data; H overlapping D_f or the training set (more
@@ -513,7 +533,8 @@ class Auditor:
 
     def __init__(self, forget: Any, holdout: Any, retain: Any | None = None, *, alpha: float = DEFAULT_ALPHA,
                  flag_rate: float = 0.05, max_detectable_gap: float = 0.1, attack: str = "auto", pool: Any = None,
-                 forget_indices: Any = None, seed: int = 0, check_distribution: bool = True):
+                 forget_indices: Any = None, seed: int = 0, check_distribution: bool = True,
+                 selected_by: str | None = None):
         from .data.core import as_examples
 
         if holdout is None or len(holdout) == 0:
@@ -567,6 +588,8 @@ class Auditor:
         self.max_detectable_gap = max_detectable_gap
         self.distribution = (distribution_checks(forget, holdout, retain, seed) if check_distribution
                              else [])
+        if selected_by is not None:
+            self.distribution.insert(0, {"check": "selection", "other": True, "rule": selected_by})
         self.other = any(c["other"] for c in self.distribution)
 
     @property
@@ -678,7 +701,8 @@ class Auditor:
 
 def audit(model: Any, forget: Any, holdout: Any, retain: Any | None = None, *, alpha: float = DEFAULT_ALPHA,
           flag_rate: float = 0.05, max_detectable_gap: float = 0.1, attack: str = "auto", pool: Any = None,
-          forget_indices: Any = None, seed: int = 0, device: Any = "auto") -> AuditReport:
+          forget_indices: Any = None, seed: int = 0, device: Any = "auto",
+          selected_by: str | None = None) -> AuditReport:
     """Is the forget set distinguishable from held-out data through ``model``? (No oracle needed.)
 
     Args:
@@ -687,7 +711,8 @@ def audit(model: Any, forget: Any, holdout: Any, retain: Any | None = None, *, a
         holdout: held-out data H of the same distribution that the model never trained on.
         retain: the retain set: the population attack's members, and H is checked against it for
             overlap with the training data.
-        alpha, flag_rate, max_detectable_gap, attack, pool, forget_indices, seed: see :class:`Auditor`.
+        alpha, flag_rate, max_detectable_gap, attack, pool, forget_indices, seed, selected_by: see
+            :class:`Auditor`.
 
     Returns:
         :class:`AuditReport`: ``verdict`` (``pass``, ``fail`` or ``other-distribution``),
@@ -703,7 +728,7 @@ def audit(model: Any, forget: Any, holdout: Any, retain: Any | None = None, *, a
     """
     auditor = Auditor(forget, holdout, retain, alpha=alpha, flag_rate=flag_rate,
                       max_detectable_gap=max_detectable_gap, attack=attack, pool=pool,
-                      forget_indices=forget_indices, seed=seed)
+                      forget_indices=forget_indices, seed=seed, selected_by=selected_by)
     report = auditor.audit(model, device)
     for line in report.warnings:
         warnings.warn(line, stacklevel=2)
@@ -798,6 +823,7 @@ def audit_calibration(rows: Sequence[dict[str, Any]], summary: dict[str, Any], l
 __all__ = [
     "AUDIT_ATTACKS", "AttackContext", "AttackScores", "AuditReport", "Auditor", "ExampleStats", "VERDICTS", "audit",
     "audit_calibration", "noise_floor_bars",
-    "distribution_checks", "example_stats", "min_detectable_gap", "population_attack", "register_audit_attack",
+    "distribution_checks", "example_stats", "min_detectable_gap", "population_attack", "ranked_rule",
+    "register_audit_attack",
     "stratified_proportion_test", "stratified_rank_test",
 ]

@@ -78,7 +78,7 @@ def _load(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..auditing import Auditor
+    from ..auditing import Auditor, ranked_rule
     from ..io import check_output_dir, check_output_file, write_json
 
     if not 0 < args.alpha < 1:
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     train = setting.dataset.train
     forget, retain = train.subset(forget_set.indices), train.subset(forget_set.retain_indices(len(train)))
     auditor = Auditor(forget, holdout, retain, alpha=args.alpha, flag_rate=args.flag_rate, attack=args.attack,
-                      forget_indices=forget_set.indices, seed=args.seed)
+                      forget_indices=forget_set.indices, seed=args.seed, selected_by=ranked_rule(args.forget))
     report = auditor.audit(model, setting.device)
     payload = {**report.to_dict(), "checkpoint": str(args.checkpoint), "forget_set": forget_set.to_dict(),
                "holdout": args.holdout, "dataset": setting.dataset.name}

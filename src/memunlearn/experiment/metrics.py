@@ -128,10 +128,10 @@ def _auditor(setting: Setting, split: Split):
     """The split's :class:`~memunlearn.auditing.Auditor` (data checks done once per split)."""
     auditor = getattr(split, "_auditor", None)
     if auditor is None:
-        from ..auditing import Auditor
+        from ..auditing import Auditor, ranked_rule
 
         auditor = Auditor(split.forget, audit_holdout(setting, split), split.retain,
-                          forget_indices=split.forget_set.indices, seed=split.seed)
+                          forget_indices=split.forget_set.indices, seed=split.seed, selected_by=ranked_rule(split.rule))
         split._auditor = auditor  # type: ignore[attr-defined]
     return auditor
 

@@ -11,7 +11,11 @@ import pytest
 import torch
 
 from memunlearn.auditing import (
-    Auditor, audit, min_detectable_gap, stratified_proportion_test, stratified_rank_test,
+    Auditor,
+    audit,
+    min_detectable_gap,
+    stratified_proportion_test,
+    stratified_rank_test,
 )
 from memunlearn.errors import ConfigError
 
@@ -289,3 +293,21 @@ def test_ranked_forget_set_is_other_distribution(overfit):
     report = audit(o["retrain"], o["forget"], o["data"].test, retain=o["retain"], device="cpu",
                    selected_by="memorization:high:confidence:0.1")
     assert report.verdict == "other-distribution" and "own ranking" in report.finding
+
+
+def test_a_broken_model_fails_with_the_original_at_hand(overfit):
+    # A model that lost its utility makes the forget set look unseen: without the original the
+    # audit cannot tell; with it, the model fails as utility-lost.
+    o = overfit
+    from memunlearn import build_model
+
+    broken = build_model("cnn", 1, 10, width=16, image_size=8, seed=5)  # untrained: chance accuracy
+    test = o["data"].test
+    alone = audit(broken, o["forget"], test, retain=o["retain"], device="cpu")
+    assert alone.verdict == "pass"
+    checked = audit(broken, o["forget"], test, retain=o["retain"], device="cpu", original=o["original"])
+    assert checked.verdict == "fail" and checked.direction == "utility-lost"
+    assert checked.tests["utility"]["drop"] > 0.5
+    # The independent retrain keeps its utility and still passes.
+    retrained = audit(o["retrain"], o["forget"], test, retain=o["retain"], device="cpu", original=o["original"])
+    assert retrained.verdict == "pass" and retrained.tests["utility"]["drop"] < 0.05

@@ -47,8 +47,9 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,7 @@ DEFAULT_ALPHA = 0.05
 DISTRIBUTION_ALPHA = 1e-3
 MIN_INPUT_AUC = 0.65
 MIN_LABEL_GAP = 0.15
+MAX_UTILITY_DROP = 0.05  # held-out accuracy points below the original's that a passing model may lose
 MIN_FORGET = 10
 MIN_HOLDOUT = 10
 MAX_OVERLAP_FRACTION = 0.01  # exact duplicates beyond this share of H: the wrong held-out data
@@ -168,6 +170,25 @@ def stratified_proportion_test(forget_hits: Any, forget_labels: Any, holdout_hit
         z, p = None, None
     return {"forget": float(forget_rate), "holdout": float(holdout_rate), "gap": float(forget_rate - holdout_rate),
             "z": z, "p": p, "classes": classes}
+
+
+def mcnemar_drop(original_correct: Any, model_correct: Any) -> dict[str, Any]:
+    """Did the model lose accuracy against the original on the same examples? McNemar's exact test,
+    one-sided (the model right less often): b = original right and model wrong, c = the reverse,
+    p = P(Binomial(b + c, ½) ≥ b).
+
+    Example:
+        >>> r = mcnemar_drop([1, 1, 1, 1, 0], [0, 0, 0, 1, 0])
+        >>> r["drop"], round(r["p"], 3)
+        (0.6, 0.125)
+    """
+    from scipy.stats import binom
+
+    before, after = np.asarray(original_correct, dtype=bool), np.asarray(model_correct, dtype=bool)
+    b, c = int((before & ~after).sum()), int((~before & after).sum())
+    p = float(binom.sf(b - 1, b + c, 0.5)) if b + c else 1.0
+    return {"original_accuracy": float(before.mean()), "accuracy": float(after.mean()),
+            "drop": float(before.mean() - after.mean()), "p": p}
 
 
 def min_detectable_gap(holdout_rate: float, forget_size: int, holdout_size: float, alpha: float = DEFAULT_ALPHA,
@@ -305,7 +326,7 @@ def population_attack(context: AttackContext, folds: int = 5) -> AttackScores:
         if (forget_fold == k).any():
             forget_scores[forget_fold == k] = classifier.decision_function(forget_x[forget_fold == k])
     return AttackScores(forget_scores, holdout_scores,
-                        {"features": ["phi", "loss", "entropy"], "folds": folds, "members_used": int(len(members))})
+                        {"features": ["phi", "loss", "entropy"], "folds": folds, "members_used": len(members)})
 
 
 def _choose_attack(attack: str, pool: Any, has_retain: bool) -> str | None:
@@ -489,6 +510,8 @@ class AuditReport:
         utility = f"held-out accuracy {100 * t['holdout_accuracy']:.1f}%"
         if "retain_accuracy" in t:
             utility += f", retain accuracy {100 * t['retain_accuracy']:.1f}% (a sample)"
+        if "utility" in t:
+            utility += f"; the original's held-out accuracy {100 * t['utility']['original_accuracy']:.1f}%"
         lines.append(f"  utility: {utility}")
         lines.append(f"  power: smallest detectable accuracy gap {100 * self.power['min_detectable_gap']:.1f} points "
                      f"(|D_f| = {self.sizes['forget']}, |H| = {self.sizes['holdout']})")
@@ -520,6 +543,10 @@ class Auditor:
             ``population`` when ``retain`` is given), a name in :data:`AUDIT_ATTACKS`, or ``none``.
         forget_indices: the forget examples' indices in the training data (the flagged list names
             them); default their positions in ``forget``.
+        original: the model before unlearning, when at hand: a model whose held-out accuracy fell
+            more than ``max_utility_drop`` below the original's (McNemar's test on the same held-out
+            examples, one-sided, at ``alpha``) fails with direction ``utility-lost``, since a model
+            that lost its utility makes any forget set look unseen.
         selected_by: the forget rule when it ranks examples by the model (``memorization:...``,
             ``entanglement:...``): such a set is not a sample of the data distribution (the oracle
             itself does worse on the atypical examples than on held-out data), so it is reported
@@ -534,7 +561,8 @@ class Auditor:
     def __init__(self, forget: Any, holdout: Any, retain: Any | None = None, *, alpha: float = DEFAULT_ALPHA,
                  flag_rate: float = 0.05, max_detectable_gap: float = 0.1, attack: str = "auto", pool: Any = None,
                  forget_indices: Any = None, seed: int = 0, check_distribution: bool = True,
-                 selected_by: str | None = None):
+                 selected_by: str | None = None, original: Any = None, max_utility_drop: float = MAX_UTILITY_DROP,
+                 device: Any = "auto"):
         from .data.core import as_examples
 
         if holdout is None or len(holdout) == 0:
@@ -590,6 +618,10 @@ class Auditor:
                              else [])
         if selected_by is not None:
             self.distribution.insert(0, {"check": "selection", "other": True, "rule": selected_by})
+        self.max_utility_drop = max_utility_drop
+        self.original_correct = None
+        if original is not None:
+            self.original_correct = example_stats(original, holdout, device).correct
         self.other = any(c["other"] for c in self.distribution)
 
     @property
@@ -656,6 +688,8 @@ class Auditor:
                 f"the forget set ({len(self.forget)} examples) is too small for this test's power: the smallest "
                 f"accuracy gap it detects is {100 * power['min_detectable_gap']:.1f} points (alpha {self.alpha}, "
                 f"{int(100 * POWER)}% power); a pass means little")
+        if self.original_correct is not None:
+            tests["utility"] = mcnemar_drop(self.original_correct, h_stats.correct)
         verdict, direction, finding = self._verdict(tests)
         sizes = {"forget": len(self.forget), "holdout": len(self.holdout),
                  "retain_used": 0 if r_stats is None else len(r_stats.labels)}
@@ -665,6 +699,12 @@ class Auditor:
     def _verdict(self, tests: dict[str, Any]) -> tuple[str, str | None, str]:
         if self.other:
             return "other-distribution", None, _other_finding(self.distribution)
+        utility = tests.get("utility")
+        if utility is not None and utility["drop"] > self.max_utility_drop and utility["p"] < self.alpha:
+            return "fail", "utility-lost", (
+                f"the model lost its utility: held-out accuracy {100 * utility['accuracy']:.1f}% vs the original's "
+                f"{100 * utility['original_accuracy']:.1f}% (McNemar p = {utility['p']:.2g}); a broken model makes any "
+                "forget set look unseen, so its forgetting tests say nothing")
         names = [n for n in ("accuracy", "loss", "attack") if n in tests and tests[n].get("p") is not None]
         level = self.alpha / max(len(names), 1)
         rejected = [n for n in names if tests[n]["p"] < level]
@@ -702,7 +742,7 @@ class Auditor:
 def audit(model: Any, forget: Any, holdout: Any, retain: Any | None = None, *, alpha: float = DEFAULT_ALPHA,
           flag_rate: float = 0.05, max_detectable_gap: float = 0.1, attack: str = "auto", pool: Any = None,
           forget_indices: Any = None, seed: int = 0, device: Any = "auto",
-          selected_by: str | None = None) -> AuditReport:
+          selected_by: str | None = None, original: Any = None) -> AuditReport:
     """Is the forget set distinguishable from held-out data through ``model``? (No oracle needed.)
 
     Args:
@@ -711,8 +751,8 @@ def audit(model: Any, forget: Any, holdout: Any, retain: Any | None = None, *, a
         holdout: held-out data H of the same distribution that the model never trained on.
         retain: the retain set: the population attack's members, and H is checked against it for
             overlap with the training data.
-        alpha, flag_rate, max_detectable_gap, attack, pool, forget_indices, seed, selected_by: see
-            :class:`Auditor`.
+        alpha, flag_rate, max_detectable_gap, attack, pool, forget_indices, seed, selected_by, original:
+            see :class:`Auditor`.
 
     Returns:
         :class:`AuditReport`: ``verdict`` (``pass``, ``fail`` or ``other-distribution``),
@@ -728,7 +768,8 @@ def audit(model: Any, forget: Any, holdout: Any, retain: Any | None = None, *, a
     """
     auditor = Auditor(forget, holdout, retain, alpha=alpha, flag_rate=flag_rate,
                       max_detectable_gap=max_detectable_gap, attack=attack, pool=pool,
-                      forget_indices=forget_indices, seed=seed, selected_by=selected_by)
+                      forget_indices=forget_indices, seed=seed, selected_by=selected_by, original=original,
+                      device=device)
     report = auditor.audit(model, device)
     for line in report.warnings:
         warnings.warn(line, stacklevel=2)
@@ -821,9 +862,23 @@ def audit_calibration(rows: Sequence[dict[str, Any]], summary: dict[str, Any], l
 
 
 __all__ = [
-    "AUDIT_ATTACKS", "AttackContext", "AttackScores", "AuditReport", "Auditor", "ExampleStats", "VERDICTS", "audit",
-    "audit_calibration", "noise_floor_bars",
-    "distribution_checks", "example_stats", "min_detectable_gap", "population_attack", "ranked_rule",
+    "AUDIT_ATTACKS",
+    "VERDICTS",
+    "AttackContext",
+    "AttackScores",
+    "AuditReport",
+    "Auditor",
+    "ExampleStats",
+    "audit",
+    "audit_calibration",
+    "distribution_checks",
+    "example_stats",
+    "mcnemar_drop",
+    "min_detectable_gap",
+    "noise_floor_bars",
+    "population_attack",
+    "ranked_rule",
     "register_audit_attack",
-    "stratified_proportion_test", "stratified_rank_test",
+    "stratified_proportion_test",
+    "stratified_rank_test",
 ]

@@ -32,6 +32,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--flag-rate", type=float, default=0.05,
                         help="share of held-out data above the member-flag threshold (default 0.05)")
     parser.add_argument("--attack", default="auto", help="membership attack: auto (default), population or none")
+    parser.add_argument("--original", metavar="CHECKPOINT",
+                        help="the model before unlearning: a model that lost held-out accuracy against it fails")
     parser.add_argument("--top", type=positive_int, default=10, help="flagged examples shown (default 10)")
     parser.add_argument("--json", metavar="FILE", help="write the audit as strict JSON")
     parser.add_argument("--out", help="directory for audit.json and report.html")
@@ -88,10 +90,18 @@ def run(args: argparse.Namespace) -> int:
     json_path = check_output_file(args.json, "--json") if args.json else None
     out = check_output_dir(args.out, "--out") if args.out else None
     model, setting, forget_set, holdout = _load(args)
+    original = None
+    if args.original:
+        from ..checkpoints import load_model
+
+        original = load_model(args.original)[0]
+        if [tuple(p.shape) for p in original.parameters()] != [tuple(p.shape) for p in model.parameters()]:
+            raise ConfigError(f"the original {args.original} is a different architecture from {args.checkpoint}")
     train = setting.dataset.train
     forget, retain = train.subset(forget_set.indices), train.subset(forget_set.retain_indices(len(train)))
     auditor = Auditor(forget, holdout, retain, alpha=args.alpha, flag_rate=args.flag_rate, attack=args.attack,
-                      forget_indices=forget_set.indices, seed=args.seed, selected_by=ranked_rule(args.forget))
+                      forget_indices=forget_set.indices, seed=args.seed, selected_by=ranked_rule(args.forget),
+                      original=original, device=setting.device)
     report = auditor.audit(model, setting.device)
     payload = {**report.to_dict(), "checkpoint": str(args.checkpoint), "forget_set": forget_set.to_dict(),
                "holdout": args.holdout, "dataset": setting.dataset.name}

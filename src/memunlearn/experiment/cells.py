@@ -28,7 +28,7 @@ from ..rum import RunPartitions, parse_entry, run_entry
 from .setup import Setting, Split, evaluate_split
 from .spec import ExperimentSpec
 
-AUDIT_FORMAT = 1  # in the key of cells that carry an audit; bump when the audit changes
+AUDIT_FORMAT = 2  # in the key of cells that carry an audit; bump when the audit changes
 
 # Bump when what a cell computes changes, so old cells are not reused.
 CELL_FORMAT = 1

@@ -131,7 +131,8 @@ def _auditor(setting: Setting, split: Split):
         from ..auditing import Auditor, ranked_rule
 
         auditor = Auditor(split.forget, audit_holdout(setting, split), split.retain,
-                          forget_indices=split.forget_set.indices, seed=split.seed, selected_by=ranked_rule(split.rule))
+                          forget_indices=split.forget_set.indices, seed=split.seed, selected_by=ranked_rule(split.rule),
+                          original=split.original, device=setting.device)
         split._auditor = auditor  # type: ignore[attr-defined]
     return auditor
 

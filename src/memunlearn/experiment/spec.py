@@ -499,7 +499,7 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
         raise ConfigError(f"{where('run', 'device')}: must be auto, cpu or cuda, got {spec.device!r}")
 
 
-def _check_stop_entry(spec: ExperimentSpec, entry: str, where: "_Where") -> None:
+def _check_stop_entry(spec: ExperimentSpec, entry: str, where: _Where) -> None:
     """``stop:METHOD`` needs held-out data distinct from the scoring split, and runs one forget set."""
     from ..methods.stop_when_done import stop_base
 

@@ -284,7 +284,7 @@ def stop_when_done(
     if criterion == "audit":  # the audit's bad input (overlap, power) fails here, before any work
         from ..auditing import Auditor
 
-        auditor = Auditor(forget, validation, retain, seed=seed, attack="population")
+        auditor = Auditor(forget, validation, retain, seed=seed, attack="population", original=model, device=device)
     kind = target_kind(forget.y, validation.y) if target == "auto" else target
     held_out_estimate(torch.ones(len(validation), dtype=torch.bool), validation.y, forget.y, kind)  # fail before work
     hooked = hooked_method(method)

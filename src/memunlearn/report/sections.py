@@ -629,8 +629,8 @@ def audit_blocks(audit: Mapping[str, Any], top: int = 20) -> list[Any]:
              _p((tests.get("loss_ks") or {}).get("p"))]]
     if isinstance(attack, Mapping):
         rows.append([f"membership attack ({(audit.get('attack') or {}).get('name')})",
-                     f"AUC {_num(attack.get('auc'), 3)}; {attack.get('flagged')} flagged, "
-                     f"{_num(attack.get('expected_flags'), 1)} expected", _p(attack.get("p"))])
+                     (f"AUC {_num(attack.get('auc'), 3)}; {attack.get('flagged')} flagged, "
+                      f"{_num(attack.get('expected_flags'), 1)} expected"), _p(attack.get("p"))])
     power = audit.get("power") or {}
     blocks.append(Table(["test", "effect", "p-value"], rows,
                         f"Forget set ({(audit.get('sizes') or {}).get('forget')}) vs held-out data "
@@ -689,6 +689,9 @@ def audit_section(results: Results) -> Section:
                             f"Cells: the audit's verdict (no oracle) against the noise-floor verdict (ToW and ToW-MIA "
                             f"at the independent retrain's 95% lower ends). Agreement "
                             f"{_num(calibration.get('agreement'), 2)} over {calibration.get('cells_decided')} cells."))
+        if calibration.get("original_meets_bar"):
+            blocks.append(Text("The original model itself meets the noise-floor bar here, so the oracle's verdict "
+                               "separates nothing and the agreement above is not informative.", "warn"))
         fp = calibration.get("false_positive_rate") or {}
         blocks.append(Text(f"False positives (retrains failing the audit): independent retrain "
                            f"{_num(fp.get('noise_floor'), 2)}, oracle {_num(fp.get('oracle'), 2)}; detection of the "

@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
+    "audit": "auditing",
     "Dataset": "data", "Examples": "data", "load_dataset": "data",
     "compare_to_oracle": "evaluation", "evaluate": "evaluation", "tow": "evaluation", "tow_mia": "evaluation",
     "RunConfig": "experiment", "run_experiment": "experiment",

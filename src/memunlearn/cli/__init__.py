@@ -24,11 +24,12 @@ from . import memorization as memorization_command
 from . import rum as rum_command
 from . import report as report_command
 from . import tune as tune_command
+from . import audit as audit_command
 from . import methods as methods_command
 from .common import Parser
 
 COMMANDS = [run_command, tune_command, train_command, localize_command, unlearn_command, memorization_command,
-            rum_command, report_command, methods_command]
+            rum_command, report_command, methods_command, audit_command]
 
 
 def build_parser() -> Parser:

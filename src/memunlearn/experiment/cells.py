@@ -28,6 +28,8 @@ from ..rum import RunPartitions, parse_entry, run_entry
 from .setup import Setting, Split
 from .spec import ExperimentSpec
 
+AUDIT_FORMAT = 2  # in the key of cells that carry an audit; bump when the audit changes
+
 # Bump when what a cell computes changes, so old cells are not reused.
 CELL_FORMAT = 2  # 2: official recipes by default (issue 18); per-class accuracies and exposed forget examples
 
@@ -62,6 +64,7 @@ def cell_key(setting: Setting, split: Split, entry: str, hparams: dict[str, Any]
         seed=split.seed, forget=artefact_key(indices=split.forget_set.indices.tolist()), entry=entry,
         hparams=hparams, rum_score=spec.rum_score if pipeline and pipeline[0] in ("rum", "rum-f") else None,
         device=setting.device.type, metrics=extra,
+        **({"audit": [AUDIT_FORMAT, evaluation.audit_holdout]} if evaluation.audit else {}),
     )
 
 
@@ -115,6 +118,12 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpe
             result = run_entry(cell.entry, split.original, split.dataset.train, partitions, hparams=cell.hparams,
                                seed=split.seed, device=device)
             hparams = dict(result.hparams)
+        elif cell.entry.startswith("stop:"):
+            from ..methods.stop_when_done import run_stop_entry, stop_entry_defaults
+
+            result = run_stop_entry(cell.entry, split.original, split.forget, split.retain,
+                                    setting.holdout, seed=split.seed, device=device, **cell.hparams)
+            hparams = {**stop_entry_defaults(cell.entry), **cell.hparams}
         else:
             hparams = {**cell.hparams}
             if cell.entry == "retrain":  # retrain = the oracle's recipe unless set
@@ -124,6 +133,12 @@ def compute_cell(cell: Cell, split: Split, setting: Setting, spec: ExperimentSpe
             hparams = {**method_defaults(cell.entry), **result.hparams}
         metrics, views = split.views_of(result.model, setting.device)
         extra = cell_metrics(spec, setting, split, cell.entry, cell.hparams, result.model, pipeline is not None)
+        if spec.evaluation.audit:
+            from .metrics import audit_model, ulira_agreement
+
+            extra["audit"] = audit_model(setting, split, result.model)
+            if isinstance(extra.get("ulira"), dict):
+                extra["audit"]["vs_ulira"] = ulira_agreement(extra["audit"], split.forget_set.indices, extra["ulira"])
     except DivergedError as exc:
         return {"status": "diverged", "error": str(exc), "hparams": strict_json(cell.hparams)}
     entry: dict[str, Any] = {

@@ -162,8 +162,70 @@ def cell_metrics(spec: ExperimentSpec, setting: Setting, split: Split, method: s
     values: dict[str, Any] = {}
     for name in spec.evaluation.metrics:
         entry = METRICS.entry(name)
-        if pipeline and entry.metadata["scope"] == "method":
-            values[name] = {"error": f"{name} runs a registered method; RUM pipelines are not supported yet"}
+        if (pipeline or method.startswith("stop:")) and entry.metadata["scope"] == "method":
+            kind = "RUM pipelines" if pipeline else "stop: entries"
+            values[name] = {"error": f"{name} runs a registered method; {kind} are not supported yet"}
             continue
         values[name] = entry.obj(MetricContext(spec, setting, split, method, hparams, model))
     return values
+
+
+# ------------------------------------------------------------------------------------------------
+# The oracle-free audit beside the oracle comparison ([evaluation] audit = true)
+
+
+def audit_holdout(setting: Setting, split: Split):
+    """The audit's held-out data H: ``[evaluation] audit_holdout`` examples held out of every
+    model's training when set, else the scoring split (the test set, or ``[data] validation``)."""
+    return setting.holdout if setting.holdout is not None else split.test
+
+
+def _auditor(setting: Setting, split: Split):
+    """The split's :class:`~memunlearn.auditing.Auditor` (data checks done once per split)."""
+    auditor = getattr(split, "_auditor", None)
+    if auditor is None:
+        from ..auditing import Auditor, ranked_rule
+
+        auditor = Auditor(split.forget, audit_holdout(setting, split), split.retain,
+                          forget_indices=split.forget_set.indices, seed=split.seed, selected_by=ranked_rule(split.rule),
+                          original=split.original, device=setting.device)
+        split._auditor = auditor  # type: ignore[attr-defined]
+    return auditor
+
+
+def audit_model(setting: Setting, split: Split, model: nn.Module) -> dict[str, Any]:
+    """The audit of one model on the split (strict JSON), with ``holdout`` naming H."""
+    report = _auditor(setting, split).audit(model, setting.device)
+    return {**report.to_dict(), "holdout": "audit_holdout" if setting.holdout is not None else "scoring split"}
+
+
+def reference_audits(spec: ExperimentSpec, setting: Setting, split: Split) -> dict[str, Any]:
+    """The audit of the original (it must fail: detection), the oracle and the independent retrain
+    (they must pass: false positives), per split. The independent retrain is the cached model
+    :func:`~memunlearn.experiment.setup.prepare_split` trained (reused, not retrained)."""
+    from ..checkpoints import artefact_key
+    from .setup import NOISE_FLOOR_SEED_OFFSET, train_cached
+
+    models = {"original": split.original, "oracle": split.oracle}
+    if spec.evaluation.noise_floor:
+        forget_key = {"forget": artefact_key(indices=split.forget_set.indices.tolist())}
+        models["noise_floor"] = train_cached(setting, split.retain, split.dataset.fingerprint,
+                                             split.seed + NOISE_FLOOR_SEED_OFFSET, "oracle", forget_key)[0]
+    return {role: audit_model(setting, split, model) for role, model in models.items()}
+
+
+def ulira_agreement(audit: dict[str, Any], forget_indices, ulira: dict[str, Any]) -> dict[str, Any] | None:
+    """The audit's flagged forget examples against U-LiRA's exposed ones (per-example attack
+    accuracy above 0.5 over its cases), over the forget examples U-LiRA scored."""
+    per_example = (ulira or {}).get("per_example") or {}
+    if "index" not in per_example or "accuracy" not in per_example:
+        return None
+    scored = {int(i): a for i, a in zip(per_example["index"], per_example["accuracy"]) if a is not None}
+    common = [int(i) for i in forget_indices if int(i) in scored]
+    if not common:
+        return {"scored": 0}
+    flagged = {int(f["index"]) for f in audit.get("flagged", [])}
+    exposed = {i for i in common if scored[i] > 0.5}
+    both = len(flagged & exposed)
+    return {"scored": len(common), "exposed": len(exposed), "flagged": len(flagged & set(common)), "both": both,
+            "agreement": sum((i in flagged) == (i in exposed) for i in common) / len(common)}

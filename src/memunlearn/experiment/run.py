@@ -92,6 +92,10 @@ def run_experiment(
             row = {**split.row, "methods": {}}
             if spec.evaluation.metrics:
                 row["reference_metrics"] = floor_metrics(spec, setting, split)
+            if spec.evaluation.audit:
+                from .metrics import reference_audits
+
+                row["audit"] = reference_audits(spec, setting, split)
             for cell, result, reused in _run_cells(cells, split, setting, spec, store):
                 row["methods"][cell.label] = result
                 counts["cells"] += 1
@@ -116,6 +120,15 @@ def run_experiment(
         })
         if thumbnails:
             groups[-1]["thumbnails"] = {"seed": spec.seeds[0], "images": thumbnails}
+        if spec.evaluation.audit:
+            from ..auditing import audit_calibration
+
+            groups[-1]["audit_calibration"] = audit_calibration(rows, groups[-1]["summary"],
+                                                                [m.label for m in method_cells])
+        if any(m.entry.startswith("stop:") for m in method_cells):
+            from ..methods.stop_when_done import stop_summary
+
+            groups[-1]["stop_when_done"] = stop_summary(rows, groups[-1]["summary"], [m.label for m in method_cells])
         if requests is not None:
             groups[-1]["requests"] = requests.group(rule, [m.label for m in method_cells])
     results = strict_json({
@@ -164,6 +177,11 @@ def with_tuned(cell: MethodCell, tuned: dict[str, dict[str, Any]]) -> MethodCell
 
     if not tuned:
         return cell
+    if cell.entry.startswith("stop:"):  # the base method's tuned values; its tuned epochs are the stop's budget
+        base = {**tuned.get(cell.entry[len("stop:"):], {})}
+        if "epochs" in base:
+            base["max_epochs"] = base.pop("epochs")
+        return replace(cell, hparams={**tuned.get(cell.label, base), **cell.hparams})
     if parse_entry(cell.entry) is None:  # values tuned for this very sweep value first, else for the method
         return replace(cell, hparams={**tuned.get(cell.label, tuned.get(cell.entry, {})), **cell.hparams})
     return replace(cell, hparams={m: {**tuned.get(m, {}), **values} for m, values in cell.hparams.items()})

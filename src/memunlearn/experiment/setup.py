@@ -43,6 +43,7 @@ class Setting:
     train_config: TrainConfig
     cache: Path
     device: torch.device
+    holdout: Examples | None = None  # [evaluation] audit_holdout: held out of every model's training
 
     def build(self, seed: int | None = None) -> nn.Module:
         return build_model(
@@ -88,12 +89,18 @@ def resolve_setting(spec: ExperimentSpec | RunConfig) -> Setting:
         dataset = subsample(dataset, n_train=spec.data.train_subset, seed=0)
     if spec.data.validation:
         dataset = hold_out_validation(dataset, spec.data.validation)
+    holdout = None
+    if spec.evaluation.audit_holdout:  # after the validation split: the audit's H is never the scoring split
+        audit_split = hold_out_validation(dataset, spec.evaluation.audit_holdout, seed=1)
+        holdout = audit_split.test
+        dataset = Dataset(name=dataset.name, train=audit_split.train, test=dataset.test, classes=list(dataset.classes),
+                          fingerprint=audit_split.fingerprint)
     recipe = recipe_for(spec.data.dataset)
     train_config = with_epochs(replace(recipe.train, fast=spec.model.fast, **spec.model.train_overrides()),
                                spec.model.epochs)
     return Setting(
         dataset, spec.model.name or recipe.model, spec.model.width or recipe.width, train_config,
-        cache_root(spec.cache_dir) / "checkpoints", get_device(spec.device),
+        cache_root(spec.cache_dir) / "checkpoints", get_device(spec.device), holdout,
     )
 
 

@@ -114,6 +114,8 @@ class EvaluationSpec:
     pool_keep_weights: bool | None = None  # members store weights; None = when ulira is asked for
     rmia_references: int = 4  # rmia's reference models per example (1, 2, 4, … up to it are reported)
     rmia_u_references: int = 4  # rmia-u's retrains without the forget set
+    audit: bool = False  # the oracle-free audit of every model, calibrated against the oracle (auditing.py)
+    audit_holdout: int = 0  # N training examples held out of every model: the audit's H and stop:METHOD's; 0 = test set
 
 
 @dataclass(frozen=True)
@@ -526,14 +528,15 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
             method does not take or a value outside its range (each value of a swept list is
             checked); non-positive sizes; a cost cap <= 0.
     """
-    from ..methods import check_hparams
     from ..rum import check_pipeline, check_score_source, methods_in_entry, needs_scores, parse_entry
 
     where = where or _Where(None, None)
     _check_numbers(spec, where)
     for entry in spec.methods:
         pipeline = parse_entry(entry)
-        if pipeline is None:
+        if entry.startswith("stop:"):
+            _check_stop_entry(spec, entry, where)
+        elif pipeline is None:
             from ..methods import get_method
 
             get_method(entry)
@@ -564,7 +567,7 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
                 raise ConfigError(f"{where(f'methods.{method}', key)}: an empty list sweeps nothing")
             try:
                 for one in (value if isinstance(value, list) else [value]):
-                    check_hparams(method, {key: one})
+                    _check_method_hparams(method, {key: one})
             except ConfigError as exc:
                 raise ConfigError(f"{where(f'methods.{method}', key)}: {exc}") from None
     for name, value in (("train_subset", spec.data.train_subset), ("validation", spec.data.validation)):
@@ -587,6 +590,8 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
     for name, low in (("pool_size", 2), ("neurips2023_models", 2), ("rmia_references", 1), ("rmia_u_references", 1)):
         if getattr(spec.evaluation, name) < low:
             raise ConfigError(f"{where('evaluation', name)}: must be at least {low}, got {getattr(spec.evaluation, name)}")
+    if spec.evaluation.audit_holdout < 0:
+        raise ConfigError(f"{where('evaluation', 'audit_holdout')}: must be at least 0, got {spec.evaluation.audit_holdout}")
     if not 0 < spec.evaluation.pool_fraction < 1:
         raise ConfigError(f"{where('evaluation', 'pool_fraction')}: must be in (0, 1), got {spec.evaluation.pool_fraction}")
     _no_duplicates(list(spec.evaluation.metrics), where("evaluation", "metrics"))
@@ -658,6 +663,31 @@ def _check_numbers(spec: ExperimentSpec, where) -> None:
     _no_duplicates(list(spec.forget), where("forget", "rules"))
     for method, values in spec.hparams.items():
         check_hparam_sizes(method, values)
+
+
+def _check_stop_entry(spec: ExperimentSpec, entry: str, where: _Where) -> None:
+    """``stop:METHOD`` needs held-out data distinct from the scoring split, and runs one forget set."""
+    from ..methods.stop_when_done import stop_base
+
+    try:
+        stop_base(entry)
+    except ConfigError as exc:
+        raise ConfigError(f"{where('methods', 'run')}: {exc}") from None
+    if spec.evaluation.audit_holdout < 1:
+        raise ConfigError(f"{where('methods', 'run')}: {entry!r} stops on held-out data: set [evaluation] audit_holdout "
+                          "= N (N training examples held out of every model, never the test set it is scored on)")
+    if spec.requests.count is not None and spec.requests.count > 1:
+        raise ConfigError(f"{where('methods', 'run')}: {entry!r} is not supported with [requests] yet")
+
+
+def _check_method_hparams(method: str, values: dict[str, Any]) -> dict[str, Any]:
+    if method.startswith("stop:"):
+        from ..methods.stop_when_done import check_stop_hparams
+
+        return check_stop_hparams(method, values)
+    from ..methods import check_hparams
+
+    return check_hparams(method, values)
 
 
 def write_spec(spec: ExperimentSpec, path: str | Path) -> Path:

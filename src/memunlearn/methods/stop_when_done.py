@@ -70,6 +70,7 @@ LrAt = Callable[[int, int, int], float]
 NAME = "stop-when-done"
 MODES = ("auto", "restart", "truncate")
 TARGETS = ("auto", "iid", "classes")
+CRITERIA = ("accuracy", "audit")
 
 
 def epoch_ce_training(
@@ -158,6 +159,8 @@ class Check:
     forget_accuracy: float
     target_accuracy: float
     passed: bool
+    verdict: str | None = None  # the audit's verdict (criterion "audit")
+    retain_accuracy: float | None = None  # criterion "audit": the utility guard's measurement
 
     @property
     def gap(self) -> float:
@@ -227,11 +230,14 @@ def stop_when_done(
     check_every: int = 1,
     mode: str = "auto",
     target: str = "auto",
+    criterion: str = "accuracy",
+    max_accuracy_drop: float = 0.02,
     seed: int = 0,
     device: str = "auto",
     **hparams: Any,
 ) -> UnlearnResult:
-    """Run the epoch-based method ``method`` until its forget accuracy reaches the held-out estimate.
+    """Run the epoch-based method ``method`` until its forget accuracy reaches the held-out estimate
+    (``criterion="accuracy"``) or until the oracle-free audit passes (``criterion="audit"``).
 
     Args:
         method: a registered method that takes ``epochs``.
@@ -244,6 +250,13 @@ def stop_when_done(
             a hook) or ``auto`` (truncate where the method has a hook, else restart).
         target: ``iid`` (validation accuracy), ``classes`` (per-class validation accuracy weighted
             by the forget set's class mix) or ``auto`` (see :func:`target_kind`).
+        criterion: ``accuracy`` (the one-sided accuracy test above) or ``audit``: stop at the first
+            check where :func:`memunlearn.auditing.audit` of the model (D_f against ``validation``,
+            retain as the attack's members) says ``pass`` and the model's accuracy on the audit's
+            retain sample is at most ``max_accuracy_drop`` below the original's (the utility guard:
+            a broken model's forget set also looks like unseen data); ``tolerance`` and ``target``
+            are then unused.
+        max_accuracy_drop: criterion ``audit``: the largest retain accuracy drop a passing check allows.
         **hparams: the method's other hyperparameters (not ``epochs``: this function chooses it).
 
     Returns:
@@ -270,8 +283,15 @@ def stop_when_done(
     Int(low=1).check(NAME, "check_every", check_every)
     Choice(*MODES).check(NAME, "mode", mode)
     Choice(*TARGETS).check(NAME, "target", target)
+    Choice(*CRITERIA).check(NAME, "criterion", criterion)
+    Float(low=0, high=1).check(NAME, "max_accuracy_drop", max_accuracy_drop)
     hparams = check_hparams(method, hparams)
     hparams.pop("recipe", None)  # its values are filled in; the method functions take no recipe
+    auditor = None
+    if criterion == "audit":  # the audit's bad input (overlap, power) fails here, before any work
+        from ..auditing import Auditor
+
+        auditor = Auditor(forget, validation, retain, seed=seed, attack="population", original=model, device=device)
     kind = target_kind(forget.y, validation.y) if target == "auto" else target
     held_out_estimate(torch.ones(len(validation), dtype=torch.bool), validation.y, forget.y, kind)  # fail before work
     hooked = hooked_method(method)
@@ -282,9 +302,23 @@ def stop_when_done(
 
     start = time.perf_counter()
     checks: list[Check] = []
+    baseline = None
+    if auditor is not None:  # the original's audit: where the utility guard measures from
+        report = auditor.audit(model, _model_device(model))
+        baseline = Check(0, report.tests["accuracy"]["forget"], report.tests["accuracy"]["holdout"], False,
+                         report.verdict, report.tests.get("retain_accuracy"))
 
     def check(epoch: int, candidate: nn.Module) -> bool:
         where = _model_device(candidate)
+        if auditor is not None:
+            report = auditor.audit(candidate, where)
+            accuracy_test = report.tests["accuracy"]
+            retain_accuracy = report.tests.get("retain_accuracy")
+            useful = (retain_accuracy is None or baseline.retain_accuracy is None
+                      or retain_accuracy >= baseline.retain_accuracy - max_accuracy_drop)
+            checks.append(Check(epoch, accuracy_test["forget"], accuracy_test["holdout"],
+                                report.verdict == "pass" and useful, report.verdict, retain_accuracy))
+            return checks[-1].passed
         forget_accuracy = accuracy(candidate, forget, where)
         correct = _correct(candidate, validation, where)
         estimate = held_out_estimate(correct, validation.y, forget.y, kind)
@@ -305,12 +339,15 @@ def stop_when_done(
             epochs_run += epochs
             if check(epochs, result.model):
                 break
-    check_examples = len(checks) * (len(forget) + len(validation))
+    per_check = len(forget) + len(validation) + (0 if auditor is None else auditor.audited_retain)
+    check_examples = (len(checks) + (baseline is not None)) * per_check
     cost = Cost(time.perf_counter() - start, steps, examples + check_examples, result.cost.params_changed,
                 result.cost.params_changed_fraction)
     record = dict(
         base_method=method, base_hparams=dict(result.hparams), tolerance=tolerance, max_epochs=max_epochs,
-        check_every=check_every, mode=used_mode, target=kind, stopped_at_epoch=checks[-1].epoch,
+        check_every=check_every, mode=used_mode, target=kind, criterion=criterion,
+        max_accuracy_drop=max_accuracy_drop if criterion == "audit" else None,
+        original_check=baseline.to_dict() if baseline is not None else None, stopped_at_epoch=checks[-1].epoch,
         reached=checks[-1].passed, epochs_run=epochs_run, check_examples=check_examples,
         checks=[c.to_dict() for c in checks],
     )
@@ -373,3 +410,136 @@ def register_stop_when_done() -> None:
         "target": Choice(*TARGETS, help="iid: validation accuracy; classes: per-class, weighted by D_f's classes"),
     }, no_public_code="this library's own: a stopping rule around another registered method (which keeps its own "
                       "source and recipe), with no published code to compare with")
+
+
+# ------------------------------------------------------------------------------------------------
+# ``stop:METHOD`` entries in experiment specs (issue 21)
+
+STOP_PREFIX = "stop:"
+STOP_OPTIONS = {
+    "criterion": Choice(*CRITERIA, help="audit: stop when the oracle-free audit passes; accuracy: forget acc test"),
+    "max_epochs": Int(low=1, help="the most epochs (default: the base method's fixed budget, its epochs)"),
+    "check_every": Int(low=1, help="check after every this many epochs"),
+    "mode": Choice(*MODES, help="restart (exact, costs the sum of the runs) or truncate (one run cut short)"),
+    "tolerance": Float(low=0, high=1, help="criterion accuracy: stop when forget acc <= estimate + tolerance"),
+    "max_accuracy_drop": Float(low=0, high=1, help="criterion audit: the largest retain accuracy drop a pass allows"),
+    "target": Choice(*TARGETS, help="criterion accuracy: iid or classes estimate"),
+}
+STOP_DEFAULTS = {"criterion": "audit", "check_every": 1, "mode": "auto", "tolerance": 0.01, "target": "auto",
+                 "max_accuracy_drop": 0.02}
+
+
+def is_stop_entry(entry: str) -> bool:
+    """Whether a spec's method entry is ``stop:METHOD`` (METHOD run until the audit passes).
+
+    Example:
+        >>> is_stop_entry("stop:finetune"), is_stop_entry("finetune")
+        (True, False)
+    """
+    return entry.startswith(STOP_PREFIX)
+
+
+def stop_base(entry: str) -> str:
+    """The base method of ``stop:METHOD``, checked: registered and trained for a number of epochs.
+
+    Raises:
+        ConfigError: an unknown method, or one without epochs.
+    """
+    base = entry[len(STOP_PREFIX):].strip()
+    if not METHODS.entry(base).metadata["takes_epochs"]:  # the unknown-name error lists the methods
+        raise ConfigError(f"{entry!r}: {base!r} does not train for a number of epochs; stop: has nothing to stop "
+                          "(use an epoch-based method such as stop:finetune)")
+    return base
+
+
+def check_stop_hparams(entry: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``stop:METHOD`` entry's hyperparameters: the stop options (:data:`STOP_OPTIONS`) and the
+    base method's own (checked by its registry entry); ``epochs`` is refused (set max_epochs)."""
+    base = stop_base(entry)
+    given = dict(hparams)
+    if "epochs" in given:
+        raise ConfigError(f"{entry!r} chooses the epochs itself; set max_epochs (default: {base}'s epochs) instead")
+    options = {k: STOP_OPTIONS[k].check(entry, k, given.pop(k)) for k in list(given) if k in STOP_OPTIONS}
+    return {**options, **check_hparams(base, given)}
+
+
+def stop_entry_defaults(entry: str) -> dict[str, Any]:
+    """The defaults a ``stop:METHOD`` cell runs with: the stop options and the base method's defaults
+    (``max_epochs`` = the base method's ``epochs``: its fixed budget)."""
+    base = stop_base(entry)
+    defaults = method_defaults(base)
+    fixed = defaults.pop("epochs")
+    return {**STOP_DEFAULTS, "max_epochs": fixed, **defaults}
+
+
+def run_stop_entry(entry: str, model: nn.Module, forget: Examples, retain: Examples, validation: Examples | None,
+                   mask: Mapping[str, Tensor] | None = None, *, seed: int = 0, device: str = "auto",
+                   **hparams: Any) -> UnlearnResult:
+    """Run ``stop:METHOD``: :func:`stop_when_done` of METHOD on ``validation`` (held out of training,
+    handed over by the experiment core), by default until the audit passes, at most METHOD's own
+    epochs. The result's ``details["stop"]`` records what the stop saved against the fixed budget:
+    examples processed by training (and by the checks) vs METHOD at its fixed epochs.
+
+    Raises:
+        ConfigError: no validation set, an unknown or epoch-less base method, bad options.
+    """
+    if validation is None or len(validation) == 0:
+        raise ConfigError(f"{entry!r} needs held-out data to stop on: set [evaluation] audit_holdout = N in the spec "
+                          "(N training examples held out of every model's training)")
+    base = stop_base(entry)
+    values = check_stop_hparams(entry, hparams)
+    options = {k: values.pop(k) for k in list(values) if k in STOP_OPTIONS}
+    options.setdefault("max_epochs", method_defaults(base)["epochs"])
+    fixed_epochs = options["max_epochs"]  # the fixed budget the stop is compared with
+    options = {**STOP_DEFAULTS, **options}
+    result = stop_when_done(base, model, forget, retain, validation, mask, seed=seed, device=device, **options,
+                            **values)
+    record = result.hparams
+    training_examples = result.cost.examples - record["check_examples"]
+    per_epoch = training_examples / max(record["epochs_run"], 1)
+    fixed_examples = per_epoch * fixed_epochs
+    result.details["stop"] = {
+        "base_method": base, "criterion": record["criterion"], "stopped_at_epoch": record["stopped_at_epoch"],
+        "reached": record["reached"], "fixed_epochs": fixed_epochs, "epochs_run": record["epochs_run"],
+        "training_examples": training_examples, "check_examples": record["check_examples"],
+        "fixed_budget_examples": fixed_examples,
+        "examples_saved_fraction": 1 - result.cost.examples / fixed_examples if fixed_examples else None,
+        "training_examples_saved_fraction": 1 - training_examples / fixed_examples if fixed_examples else None,
+        "checks": record["checks"],
+    }
+    return result
+
+
+def stop_summary(rows: list[dict[str, Any]], summary: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+    """Per ``stop:METHOD`` label of one forget rule: what stopping saved and what it cost in ToW.
+
+    ``examples_saved_fraction`` (mean over seeds) = 1 − examples processed (training and checks)
+    / the base method's examples at its fixed epochs (``max_epochs``; negative when the checks
+    cost more than the epochs they saved), ``training_examples_saved_fraction`` the same without
+    the checks; ``vs_fixed`` compares the mean ToW, ToW-MIA
+    and examples / oracle with the base method's own cells when the spec runs it too.
+    """
+    from ..evaluation import mean_interval
+
+    out: dict[str, Any] = {}
+    for label in labels:
+        if not is_stop_entry(label):
+            continue
+        records = [r["methods"][label]["stop"] for r in rows
+                   if r["methods"][label].get("status") == "ok" and "stop" in r["methods"][label]]
+        base = label.split("[")[0][len(STOP_PREFIX):]
+        entry: dict[str, Any] = {
+            "base_method": base,
+            "examples_saved_fraction": mean_interval(r["examples_saved_fraction"] for r in records),
+            "training_examples_saved_fraction": mean_interval(r["training_examples_saved_fraction"] for r in records),
+            "stopped_at_epoch": [r["stopped_at_epoch"] for r in records],
+            "reached": [r["reached"] for r in records],
+            "fixed_epochs": records[0]["fixed_epochs"] if records else None,
+        }
+        methods = summary.get("methods") or {}
+        if base in methods:
+            entry["vs_fixed"] = {key: {"stop": (methods[label].get(key) or {}).get("mean"),
+                                       "fixed": (methods[base].get(key) or {}).get("mean")}
+                                 for key in ("tow", "tow_mia", "examples_fraction")}
+        out[label] = entry
+    return out

@@ -827,6 +827,111 @@ def privacy_section(results: Results) -> Section:
     return Section("privacy", "Per-example privacy: U-LiRA and the NeurIPS-2023 score", blocks)
 
 
+def _p(value: Any) -> str:
+    return f"{value:.2g}" if is_number(value) else "—"
+
+
+def audit_blocks(audit: Mapping[str, Any], top: int = 20) -> list[Any]:
+    """One audit (:meth:`memunlearn.auditing.AuditReport.to_dict`): verdict, tests, per class, flags."""
+    tests = audit.get("tests") or {}
+    kind = "warn" if audit.get("verdict") != "pass" else "p"
+    blocks: list[Any] = [Text(f"{str(audit.get('verdict', '?')).upper()}: {audit.get('finding', '')}", kind)]
+    acc, loss, attack = tests.get("accuracy") or {}, tests.get("loss") or {}, tests.get("attack")
+    rows = [["accuracy (CMH, per class)", f"forget {_num(acc.get('forget'), 3)} vs held-out {_num(acc.get('holdout'), 3)}",
+             _p(acc.get("p"))],
+            ["loss (stratified Mann–Whitney)", f"P(forget loss < held-out) = {_num(loss.get('auc'), 3)}", _p(loss.get("p"))],
+            ["loss (Kolmogorov–Smirnov, pooled)", f"D = {_num((tests.get('loss_ks') or {}).get('statistic'), 3)}",
+             _p((tests.get("loss_ks") or {}).get("p"))]]
+    if isinstance(attack, Mapping):
+        rows.append([f"membership attack ({(audit.get('attack') or {}).get('name')})",
+                     (f"AUC {_num(attack.get('auc'), 3)}; {attack.get('flagged')} flagged, "
+                      f"{_num(attack.get('expected_flags'), 1)} expected"), _p(attack.get("p"))])
+    power = audit.get("power") or {}
+    blocks.append(Table(["test", "effect", "p-value"], rows,
+                        f"Forget set ({(audit.get('sizes') or {}).get('forget')}) vs held-out data "
+                        f"({(audit.get('sizes') or {}).get('holdout')}); level {audit.get('alpha')} over the tests; "
+                        f"smallest detectable accuracy gap {_num(power.get('min_detectable_gap'), 3)}."))
+    per_class = audit.get("per_class") or []
+    if per_class:
+        blocks.append(Table(["class", "forget", "held-out", "forget acc", "held-out acc", "loss AUC", "p", "flagged"],
+                            [[str(r.get("class")), str(r.get("forget")), str(r.get("holdout")),
+                              _num(r.get("acc_forget"), 3), _num(r.get("acc_holdout"), 3), _num(r.get("loss_auc"), 3),
+                              _p(r.get("p")), str(r.get("flagged", "—"))] for r in per_class],
+                            "Per class (uncorrected p-values).", collapsed="per class"))
+    flagged = audit.get("flagged") or []
+    if flagged:
+        blocks.append(Table(["index", "label", "attack score", "loss", "correct"],
+                            [[str(f["index"]), str(f["label"]), _num(f["score"], 3), _num(f["loss"], 3),
+                              "yes" if f["correct"] else "no"] for f in flagged[:top]],
+                            f"Forget examples that still look like members, most member-like first "
+                            f"({len(flagged)} flagged).", collapsed="flagged examples"))
+    for check in audit.get("distribution") or []:
+        if check.get("other"):
+            blocks.append(Text(f"distribution check {check['check']!r}: the forget set differs from the held-out data",
+                               "warn"))
+    for line in audit.get("warnings") or []:
+        blocks.append(Text(line, "note"))
+    return blocks
+
+
+def audit_report_html(audit: Mapping[str, Any]) -> str:
+    """A self-contained report.html holding one audit (``memunlearn audit --out``)."""
+    from .data import Results
+    from .document import Report
+    from .html import render_html
+
+    results = Results(kind="audit", title=f"Audit of {audit.get('checkpoint', 'a model')}", raw=dict(audit))
+    return render_html(Report(results, [Section("audit", "Oracle-free audit", audit_blocks(audit))]))
+
+
+def _has_audit(results: Results) -> bool:
+    return any("audit_calibration" in group for group in results.raw.get("groups") or [])
+
+
+def audit_section(results: Results) -> Section:
+    """The oracle-free audit next to the oracle: agreement with the noise-floor verdict per cell
+    (confusion table), false positives on retrains, detection on originals, per method."""
+    blocks: list[Any] = []
+    for group in results.raw.get("groups") or []:
+        calibration = group.get("audit_calibration")
+        if not isinstance(calibration, Mapping):
+            continue
+        blocks.append(Heading(f"forget set {group.get('forget', '?')}"))
+        confusion = calibration.get("confusion") or {}
+        blocks.append(Table(["oracle verdict \\ audit", "pass", "fail", "other-distribution"],
+                            [[o, *(str((confusion.get(o) or {}).get(a, 0)) for a in ("pass", "fail", "other-distribution"))]
+                             for o in ("indistinguishable", "distinguishable")],
+                            f"Cells: the audit's verdict (no oracle) against the noise-floor verdict (ToW and ToW-MIA "
+                            f"at the independent retrain's 95% lower ends). Agreement "
+                            f"{_num(calibration.get('agreement'), 2)} over {calibration.get('cells_decided')} cells."))
+        if calibration.get("original_meets_bar"):
+            blocks.append(Text("The original model itself meets the noise-floor bar here, so the oracle's verdict "
+                               "separates nothing and the agreement above is not informative.", "warn"))
+        fp = calibration.get("false_positive_rate") or {}
+        blocks.append(Text(f"False positives (retrains failing the audit): independent retrain "
+                           f"{_num(fp.get('noise_floor'), 2)}, oracle {_num(fp.get('oracle'), 2)}; detection of the "
+                           f"original: {_num(calibration.get('detection_rate_original'), 2)}."))
+        methods = calibration.get("methods") or {}
+        blocks.append(Table(["method", "noise-floor verdict", "audit pass rate", "agree"],
+                            [[label, str(m.get("noise_floor_verdict")), _num(m.get("audit_pass_rate"), 2),
+                              {True: "yes", False: "no"}.get(m.get("agree"), "—")] for label, m in methods.items()],
+                            "Per method, over seeds."))
+        stops = group.get("stop_when_done") or {}
+        if stops:
+            rows = []
+            for label, stop in stops.items():
+                vs = stop.get("vs_fixed") or {}
+                rows.append([label, str(stop.get("stopped_at_epoch")), str(stop.get("fixed_epochs")),
+                             _num((stop.get("examples_saved_fraction") or {}).get("mean"), 2),
+                             _num((stop.get("training_examples_saved_fraction") or {}).get("mean"), 2),
+                             f"{_num((vs.get('tow') or {}).get('stop'), 3)} vs {_num((vs.get('tow') or {}).get('fixed'), 3)}"])
+            blocks.append(Table(["stop entry", "stopped at epoch", "fixed epochs", "examples saved", "training saved",
+                                 "ToW stop vs fixed"], rows,
+                                "Stop-when-done: stopped when the audit passed; saved = 1 − examples / the base "
+                                "method's at its fixed epochs (with and without the audits' forward passes)."))
+    return Section("audit", "Oracle-free audit, calibrated against the oracle", blocks)
+
+
 def _find_key(value: Any, key: str, depth: int = 5) -> bool:
     if depth < 0:
         return False
@@ -868,6 +973,7 @@ SECTIONS: list[SectionSpec] = [
     pending_section("proxy_scatter", "proxy-vs-exact scatter of per-example scores, with ρ"),
     SectionSpec("privacy", _has_privacy, privacy_section,
                 absent="per-example privacy (U-LiRA, the NeurIPS-2023 score: [evaluation] metrics)"),
+    SectionSpec("audit", _has_audit, audit_section),
     SectionSpec("pool", lambda r: "pool_configs" in r.extras, pool_section),
     SectionSpec("throughput", lambda r: "throughput" in r.extras, throughput_section),
     SectionSpec("tuning", _has("tuning"), tuning_section),

@@ -275,7 +275,7 @@ def parse_entry(entry: str) -> tuple[str, list[str]] | None:
         >>> parse_entry("rum:none:finetune:salun"), parse_entry("finetune")
         (('rum', ['none', 'finetune', 'salun']), None)
     """
-    if ":" not in entry:
+    if ":" not in entry or entry.startswith("stop:"):  # stop:METHOD is one method run until done, not a pipeline
         return None
     variant, *methods = (part.strip() for part in entry.split(":"))
     if variant not in VARIANTS:

@@ -179,6 +179,7 @@ CASES = [
     ("run-set-epochs-10^9", [*RUN, "--set", "finetune.epochs=1000000000"], None, "MEMUNLEARN_ALLOW_LARGE"),
     ("unlearn-set-epochs-10^9", ["unlearn", "--checkpoint", "{ck}", "--method", "finetune", "--set",
                                  "finetune.epochs=1000000000"], None, "MEMUNLEARN_ALLOW_LARGE"),
+    ("run-set-int-overflow", [*RUN, "--set", f"finetune.batch_size={2**62}"], None, "at most 2**32"),
     ("run-workers-100000", [*RUN, "--workers", "100000"], None, "MEMUNLEARN_ALLOW_LARGE"),
     ("run-indices-huge", [*RUN, "--forget", "indices:i.txt"], "indices-huge", "out of range"),
     ("spec-seed-huge", ["run", "s.toml"], "spec-seed-huge", "below 2**32"),

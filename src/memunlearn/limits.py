@@ -84,6 +84,9 @@ def check_finite(value: Any, what: str) -> Any:
     return value
 
 
+# No integer hyperparameter (a batch size, a number of steps, a seed) is this large on purpose.
+INT_LIMIT = 2**32
+
 # Hyperparameters whose size is a number of passes or steps: bounded like the model's epochs.
 _EPOCH_LIKE = ("epochs", "steps", "iterations")
 
@@ -100,3 +103,6 @@ def check_hparam_sizes(method: str, values: dict[str, Any], what: str | None = N
             check_finite(one, where)
             if any(key == w or key.endswith("_" + w) for w in _EPOCH_LIKE):
                 check_at_most(one, "epochs", where)
+            if is_int(one) and abs(one) >= INT_LIMIT and not large_allowed():
+                raise ConfigError(f"{where} is {one}, beyond any sensible integer setting (at most 2**32); set "
+                                  f"{ALLOW_LARGE_ENV}=1 to allow it")

@@ -546,10 +546,10 @@ def check_spec(spec: ExperimentSpec, where=None) -> None:
         check_score_source(spec.rum_score)
     run_methods = {m for entry in spec.methods for m in methods_in_entry(entry)}
     for method, values in spec.hparams.items():
-        if ":" in method:  # a pipeline's own table: its recipe and per-step settings
+        pipeline = parse_entry(method) if ":" in method else None
+        if pipeline is not None:  # a pipeline's own table: its recipe and per-step settings (stop:METHOD is not one)
             from ..rum import step_settings
 
-            pipeline = parse_entry(method)
             if method not in spec.methods:
                 raise ConfigError(f"{where('methods', method)}: settings given for the pipeline {method!r}, which is not "
                                   f"among the methods run ({', '.join(spec.methods)})")

@@ -31,7 +31,7 @@ def report(args: argparse.Namespace) -> int:
     from ..errors import DataError
     from ..io import check_output_file
     from ..report import write_report
-    from ..report.document import default_output
+    from ..report.write import default_output
 
     source = Path(args.results)
     results_file = source / "results.json" if source.is_dir() else source

@@ -18,8 +18,9 @@ from ..errors import ConfigError
 
 DATASETS_HELP = "digits (default), fashion-mnist, mnist, cifar10, cifar100, svhn, npz, imagefolder"
 MODELS_HELP = "cnn, mlp, resnet18 or vit"
-PROXIES = ("confidence", "max-confidence", "entropy", "binary-accuracy", "forgetting-events", "holdout-retraining",
-           "loss-curvature", "grad-norm", "el2n")
+# For --help without importing torch; tests/test_cli_help.py checks it against the proxy registry.
+PROXIES = ("confidence", "max-confidence", "entropy", "binary-accuracy", "forgetting-events", "csl", "learning-time",
+           "holdout-retraining", "loss-curvature", "loss-curvature-rum", "grad-norm", "el2n")
 FORGET_HELP = (
     "iid[:FRAC] (default iid:0.1), classes:C1,C2[:FRAC], full-class:C1[,C2], mislabeled[:FRAC], indices:FILE, "
     "memorization:LEVEL[:SCORE[:FRAC]] (LEVEL low, mid, high or mix; SCORE exact, a proxy or FILE.npy), "

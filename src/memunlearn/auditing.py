@@ -179,7 +179,7 @@ def mcnemar_drop(original_correct: Any, model_correct: Any) -> dict[str, Any]:
 
     Example:
         >>> r = mcnemar_drop([1, 1, 1, 1, 0], [0, 0, 0, 1, 0])
-        >>> r["drop"], round(r["p"], 3)
+        >>> round(r["drop"], 3), round(r["p"], 3)
         (0.6, 0.125)
     """
     from scipy.stats import binom

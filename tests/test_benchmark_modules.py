@@ -18,13 +18,24 @@ def _load(name: str):
     return module
 
 
+@pytest.fixture
+def registered_conv_models():
+    """Load conv_models for one test and take its models out of the registry afterwards, so later
+    tests (an unknown model's error lists the known ones) see the package's own models only."""
+    from memunlearn.models import MODELS
+
+    added = [name for name in ("cnn3", "cnn3f") if name not in MODELS.names()]
+    yield _load("conv_models")
+    for name in added:
+        MODELS.unregister(name)
+
+
 @pytest.mark.parametrize("image_size", [28, 27, 32, 9])
-def test_conv_models_import_and_register_working_models(image_size):
+def test_conv_models_import_and_register_working_models(image_size, registered_conv_models):
     """conv_models registers cnn3 and cnn3f; the flattened head's input size matches two ceil-mode pools."""
     from memunlearn import build_model
     from memunlearn.models import MODELS
 
-    _load("conv_models")
     assert {"cnn3", "cnn3f"} <= set(MODELS.names())
     for name in ("cnn3", "cnn3f"):
         model = build_model(name, in_channels=1, num_classes=10, width=4, image_size=image_size)

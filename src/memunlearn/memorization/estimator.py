@@ -108,6 +108,18 @@ def feldman_zhang(masks: np.ndarray, correct: np.ndarray) -> MemorizationEstimat
     return MemorizationEstimate(scores, stderr, acc_in, acc_out, n_in, n_out, undefined)
 
 
+def _finite_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The entries where both arrays are finite, or None when they cannot be correlated (fewer than
+    3, or one side constant). Raises ConfigError for arrays of different lengths."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ConfigError(f"cannot correlate arrays of lengths {len(a)} and {len(b)}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < 3 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
+        return None
+    return a[keep], b[keep]
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman ρ over the examples where both arrays are finite (NaN if fewer than 3).
 
@@ -115,13 +127,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
         >>> spearman(np.array([1.0, 2.0, 3.0, np.nan]), np.array([10.0, 30.0, 20.0, 5.0]))
         0.5
     """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape:
-        raise ConfigError(f"cannot correlate arrays of lengths {len(a)} and {len(b)}")
-    keep = np.isfinite(a) & np.isfinite(b)
-    if keep.sum() < 3 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
-        return float("nan")
-    return float(spearmanr(a[keep], b[keep]).statistic)
+    pairs = _finite_pairs(a, b)
+    return float("nan") if pairs is None else float(spearmanr(*pairs).statistic)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -131,13 +138,8 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
         >>> pearson(np.array([1.0, 2.0, 3.0, np.nan]), np.array([2.0, 4.0, 6.0, 0.0]))
         1.0
     """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape:
-        raise ConfigError(f"cannot correlate arrays of lengths {len(a)} and {len(b)}")
-    keep = np.isfinite(a) & np.isfinite(b)
-    if keep.sum() < 3 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
-        return float("nan")
-    return float(np.clip(np.corrcoef(a[keep], b[keep])[0, 1], -1.0, 1.0))
+    pairs = _finite_pairs(a, b)
+    return float("nan") if pairs is None else float(np.clip(np.corrcoef(*pairs)[0, 1], -1.0, 1.0))
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
